@@ -1,0 +1,25 @@
+# Developer commands. `test-all` is exactly what CI runs (.ci/run).
+
+default:
+    @just --list
+
+# Run the echo example server.
+demo:
+    cargo run --example echo
+
+# Workspace tests, without the #[ignore]d ones that test-all also runs.
+test:
+    cargo test --workspace
+
+# Everything CI checks: installs prerequisites, then lint and every test.
+test-all:
+    bash tests/run-all.sh
+
+# Formatting and clippy, as strict as CI.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Load test with 1000 subscribers (release build).
+bench:
+    cargo run --release --example load -- --subscribers 1000

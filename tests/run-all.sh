@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The one command that checks everything: installs what the tests need, then runs the same
+# lint and test steps CI does. Safe to re-run; installs are skipped when already done.
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+repo_root="$PWD"
+
+current_step="startup"
+step() {
+  current_step="$1"
+  printf '\n==> %s\n' "$1"
+}
+# Name the failed step last, so it is the first thing a reader of a long CI log sees.
+on_exit() {
+  local rc=$?
+  if ((rc != 0)); then
+    printf '\nrun-all.sh: FAILED at step "%s" (exit %d)\n' "$current_step" "$rc" >&2
+  fi
+}
+trap on_exit EXIT
+
+die() {
+  printf 'run-all.sh: %s\n' "$1" >&2
+  exit 1
+}
+
+step "system packages (chromium, redis-server)"
+if [[ -x /usr/bin/chromium ]] && command -v redis-server >/dev/null; then
+  echo "already installed"
+else
+  sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || die "need root or sudo to apt-get install chromium redis-server"
+    sudo=(sudo)
+  fi
+  # Wait for, rather than fail on, another apt process holding the dpkg lock.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+    install -y --no-install-recommends chromium redis-server
+fi
+
+step "node packages (tests/browser)"
+command -v npm >/dev/null || die "npm not found; install Node.js 20 or later"
+browser_dir="$repo_root/tests/browser"
+# npm ci rewrites node_modules/.package-lock.json, so a lock file newer than it means the
+# installed tree is stale.
+if [[ ! -d "$browser_dir/node_modules" ||
+  "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]]; then
+  (cd "$browser_dir" && npm ci --no-audit --no-fund)
+else
+  echo "up to date"
+fi
+
+export TIDINGS_CHROMIUM="${TIDINGS_CHROMIUM:-/usr/bin/chromium}"
+export TIDINGS_NODE_MODULES="$browser_dir/node_modules"
+
+# A broken browser install otherwise surfaces as a timeout deep inside a Rust test.
+step "browser smoke test"
+node "$browser_dir/smoke.mjs"
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace --all-targets -- --include-ignored"
+cargo test --workspace --all-targets -- --include-ignored
+
+# --all-targets does not include doctests.
+step "cargo test --workspace --doc"
+cargo test --workspace --doc
+
+current_step="done"
+printf '\n==> all checks passed\n'
