@@ -87,6 +87,13 @@ impl CloseCode {
         }
     }
 
+    /// A code read back from storage or a trusted peer: any code of [`TABLE`] or an application
+    /// code. Reserved codes are refused.
+    pub fn from_stored(code: u16) -> Result<Self, InvalidCloseCode> {
+        let known = TABLE.iter().any(|row| row.code.0 == code);
+        if known { Ok(CloseCode(code)) } else { CloseCode::app(code) }
+    }
+
     /// The number sent on the wire.
     pub const fn as_u16(self) -> u16 {
         self.0

@@ -1,0 +1,63 @@
+//! The crate's error type, and the one place where errors become HTTP statuses and close codes.
+
+use axum::http::StatusCode;
+use tidings_core::CloseCode;
+use tidings_core::close::InvalidCloseCode;
+
+use crate::store::StoreError;
+
+/// Everything that can go wrong in Tidings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session store failed or is unreachable.
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    /// A message is larger than the configured limit.
+    #[error("message of {size} bytes is over the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A close code an application may not use.
+    #[error(transparent)]
+    InvalidCloseCode(#[from] InvalidCloseCode),
+    /// A topic name an application may not use.
+    #[error("invalid topic name {0:?}: 1 to 200 bytes, no control characters, not starting with '$'")]
+    InvalidTopic(String),
+    /// The channel is unknown to the store (never existed, closed, or expired).
+    #[error("unknown channel")]
+    UnknownChannel,
+    /// The user already has the maximum number of channels open.
+    #[error("user has {limit} channels open already")]
+    TooManyChannels {
+        /// The limit in force.
+        limit: usize,
+    },
+}
+
+impl Error {
+    /// The HTTP status an HTTP request that failed with this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => StatusCode::BAD_REQUEST,
+            Error::UnknownChannel => StatusCode::NOT_FOUND,
+            Error::TooManyChannels { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The close code a session that failed with this error is closed with.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Error::Store(_) => CloseCode::TRY_AGAIN,
+            Error::MessageTooLarge { .. } => CloseCode::TOO_BIG,
+            Error::UnknownChannel => CloseCode::SESSION_EXPIRED,
+            Error::TooManyChannels { .. } => CloseCode::POLICY,
+            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => CloseCode::INTERNAL,
+        }
+    }
+}

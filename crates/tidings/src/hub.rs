@@ -1,0 +1,155 @@
+//! The application's handle for publishing and managing channels from anywhere.
+
+use std::sync::Arc;
+
+use tidings_core::{CloseCode, Offset};
+use tokio::sync::broadcast;
+
+use crate::ChannelId;
+use crate::error::Error;
+use crate::message::{Control, Payload, Record};
+use crate::store::{Presence, Retention, Store};
+use crate::topic::Topic;
+
+/// A connect or disconnect, as seen by [`Hub::events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A channel opened.
+    Connected {
+        /// Its id.
+        channel: ChannelId,
+        /// Its user, if any.
+        user: Option<String>,
+    },
+    /// A channel closed.
+    Disconnected {
+        /// Its id.
+        channel: ChannelId,
+        /// Its user, if any.
+        user: Option<String>,
+        /// Why it closed.
+        code: CloseCode,
+    },
+}
+
+/// Publishes to topics, users and channels, manages subscriptions and answers presence.
+///
+/// Cheap to clone; get one from [`Tidings::hub`](crate::Tidings::hub) and keep it wherever the
+/// application needs to push. Every publishing method encodes the message once; every
+/// recipient's frame reuses those bytes.
+///
+/// # Cancel safety
+///
+/// Every method is one store operation (or, for the channel-directed ones, a store read followed
+/// by one write); dropping the future before it completes either has applied the write or not.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    retention: Retention,
+    events: broadcast::Sender<Event>,
+}
+
+impl Hub {
+    pub(crate) fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Hub { inner: Arc::new(Inner { store, retention, events }) }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        // No receivers is fine: nobody asked for events.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Appends `message` to `topic`; every channel following it receives it. Returns its offset.
+    pub async fn publish(&self, topic: &Topic, message: impl Into<Payload>) -> Result<Offset, Error> {
+        let payload = message.into();
+        let limit = self.inner.retention.bytes;
+        if payload.len() > limit {
+            return Err(Error::MessageTooLarge { size: payload.len(), limit });
+        }
+        self.append(topic, Record::Message(payload)).await
+    }
+
+    /// Publishes to every channel.
+    pub async fn broadcast(&self, message: impl Into<Payload>) -> Result<Offset, Error> {
+        self.publish(&Topic::broadcast(), message).await
+    }
+
+    /// Publishes to every channel of `user`.
+    pub async fn send_to_user(&self, user: &str, message: impl Into<Payload>) -> Result<Offset, Error> {
+        self.publish(&Topic::user(user), message).await
+    }
+
+    /// Publishes to one channel. Fails with [`Error::UnknownChannel`] if it is not open.
+    pub async fn send_to_channel(&self, id: ChannelId, message: impl Into<Payload>) -> Result<Offset, Error> {
+        self.require_open(id).await?;
+        self.publish(&Topic::channel(id), message).await
+    }
+
+    /// Makes a channel follow `topic` from its current head on.
+    pub async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<(), Error> {
+        self.inner.store.subscribe(id, topic).await?.ok_or(Error::UnknownChannel)?;
+        self.append(&Topic::channel(id), Record::Control(Control::subscribe(topic))).await?;
+        Ok(())
+    }
+
+    /// Makes a channel stop following `topic`. Returns whether it was following it.
+    pub async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, Error> {
+        let was = self.inner.store.unsubscribe(id, topic).await?;
+        if was {
+            self.append(&Topic::channel(id), Record::Control(Control::unsubscribe(topic))).await?;
+        }
+        Ok(was)
+    }
+
+    /// Closes a channel with an application close code (1000, 3000 or 3100–4999) and reason.
+    /// Messages published to it before the close are delivered first.
+    pub async fn close(&self, id: ChannelId, code: u16, reason: &str) -> Result<(), Error> {
+        let code = CloseCode::app(code)?;
+        self.close_with(id, code, reason).await
+    }
+
+    pub(crate) async fn close_with(&self, id: ChannelId, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let reason = tidings_core::close::truncate_reason(reason);
+        if self.inner.store.mark_closed(id, code, reason).await? {
+            self.append(&Topic::channel(id), Record::Control(Control::close(code, reason))).await?;
+        }
+        Ok(())
+    }
+
+    /// Channels following `topic`, and their users.
+    pub async fn presence(&self, topic: &Topic) -> Result<Presence, Error> {
+        Ok(self.inner.store.presence(topic).await?)
+    }
+
+    /// Every open channel, and their users.
+    pub async fn online(&self) -> Result<Presence, Error> {
+        Ok(self.inner.store.online().await?)
+    }
+
+    /// Connect and disconnect notifications from now on. A receiver that falls more than 1024
+    /// events behind gets `RecvError::Lagged` and continues with the newest.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    async fn require_open(&self, id: ChannelId) -> Result<(), Error> {
+        match self.inner.store.channel(id).await? {
+            Some(state) if state.closed.is_none() => Ok(()),
+            _ => Err(Error::UnknownChannel),
+        }
+    }
+
+    async fn append(&self, topic: &Topic, record: Record) -> Result<Offset, Error> {
+        Ok(self.inner.store.append(topic, record, self.inner.retention).await?)
+    }
+}

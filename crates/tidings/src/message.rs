@@ -1,0 +1,142 @@
+//! Messages as topics hold them: encoded once at publish, shared by every recipient.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
+use tidings_core::CloseCode;
+use tidings_core::sockjs::Encoded;
+
+use crate::topic::Topic;
+
+/// An application message, encoded once for every wire format when it is published.
+///
+/// Cloning is a reference-count increment; every frame that carries the message is assembled
+/// from these shared bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload(Arc<Inner>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Inner {
+    text: Utf8Bytes,
+    sockjs: Encoded,
+    /// The one-message SockJS frame, ready for a WebSocket text message.
+    sockjs_ws: Utf8Bytes,
+}
+
+impl Payload {
+    /// Encodes `text`.
+    pub fn new(text: impl Into<String>) -> Self {
+        let text: String = text.into();
+        let sockjs = Encoded::new(&text);
+        // The frame is built from `str` pieces, so this check cannot fail; it runs once per
+        // message, not once per recipient.
+        let sockjs_ws = Utf8Bytes::try_from(sockjs.frame().clone()).unwrap_or_default();
+        Payload(Arc::new(Inner { text: Utf8Bytes::from(text), sockjs, sockjs_ws }))
+    }
+
+    /// The message text.
+    pub fn text(&self) -> &str {
+        self.0.text.as_str()
+    }
+
+    /// The text, shared, for a raw WebSocket text message.
+    pub(crate) fn ws_text(&self) -> &Utf8Bytes {
+        &self.0.text
+    }
+
+    /// `a["…"]` carrying this message alone, shared, for a SockJS WebSocket text message.
+    pub(crate) fn sockjs_ws_frame(&self) -> &Utf8Bytes {
+        &self.0.sockjs_ws
+    }
+
+    /// The SockJS encoding of the message.
+    pub fn sockjs(&self) -> &Encoded {
+        &self.0.sockjs
+    }
+
+    /// The size that counts against limits: the text's length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.text.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.text.is_empty()
+    }
+}
+
+impl From<String> for Payload {
+    fn from(text: String) -> Self {
+        Payload::new(text)
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(text: &str) -> Self {
+        Payload::new(text)
+    }
+}
+
+/// One entry of a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An application message.
+    Message(Payload),
+    /// An instruction to the channel whose private topic holds it. Controls travel through the
+    /// store like messages, so they reach a channel's receiver on whichever node serves it, in
+    /// order with the messages around them.
+    Control(Control),
+}
+
+impl Record {
+    /// The size that counts against a topic's byte budget.
+    pub fn len(&self) -> usize {
+        match self {
+            Record::Message(p) => p.len(),
+            Record::Control(_) => 64,
+        }
+    }
+
+    /// Whether the record has no bytes (an empty message).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An instruction to one channel, carried on its private topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Control {
+    /// Start following a topic after the given offset.
+    Subscribe {
+        /// The topic's name.
+        topic: String,
+    },
+    /// Stop following a topic.
+    Unsubscribe {
+        /// The topic's name.
+        topic: String,
+    },
+    /// Close the channel.
+    Close {
+        /// The close code.
+        code: u16,
+        /// The reason sent with it.
+        reason: String,
+    },
+}
+
+impl Control {
+    pub(crate) fn subscribe(topic: &Topic) -> Self {
+        Control::Subscribe { topic: topic.as_str().to_owned() }
+    }
+
+    pub(crate) fn unsubscribe(topic: &Topic) -> Self {
+        Control::Unsubscribe { topic: topic.as_str().to_owned() }
+    }
+
+    pub(crate) fn close(code: CloseCode, reason: &str) -> Self {
+        Control::Close { code: code.as_u16(), reason: reason.to_owned() }
+    }
+}

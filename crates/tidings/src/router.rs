@@ -1,0 +1,107 @@
+//! The axum routes of one service.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+
+use crate::error::Error;
+use crate::handshake::{Handshake, Identity};
+use crate::http_util::{method_not_allowed, not_found, plain};
+use crate::tidings::Shared;
+use crate::transport::websocket::{self, Flavor};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", any(greeting))
+        .route("/websocket", any(raw_websocket))
+        .route("/{server}/{session}/websocket", any(sockjs_websocket))
+        .fallback(|| async { not_found() })
+        .with_state(shared)
+}
+
+async fn greeting(method: Method) -> Response {
+    match method {
+        Method::GET => plain(StatusCode::OK, "Welcome to SockJS!\n"),
+        _ => method_not_allowed("GET"),
+    }
+}
+
+async fn raw_websocket(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    websocket(shared, request, Flavor::Raw).await
+}
+
+async fn sockjs_websocket(
+    State(shared): State<Arc<Shared>>,
+    Path((server, session)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if !session_segment(&server) || !session_segment(&session) {
+        return not_found();
+    }
+    websocket(shared, request, Flavor::SockJs).await
+}
+
+/// A `<server>` or `<session>` path segment: non-empty, without `.` (or `/`).
+pub(crate) fn session_segment(segment: &str) -> bool {
+    !segment.is_empty() && !segment.contains(['.', '/'])
+}
+
+async fn websocket(shared: Arc<Shared>, request: Request, flavor: Flavor) -> Response {
+    if !shared.config.websocket {
+        return not_found();
+    }
+    if request.method() != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(_) => return bad_upgrade(&parts.headers),
+    };
+    let handshake = Handshake::new(parts.method, parts.uri, parts.headers);
+    let identity = match admit(&shared, handshake).await {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    let limit = shared.config.max_message_size;
+    upgrade
+        // Above our own limit, so an oversized message gets our close code rather than a
+        // protocol error from the WebSocket layer; far above it, the layer stops reading.
+        .max_message_size(limit.saturating_mul(2).saturating_add(1024))
+        .on_upgrade(move |socket| websocket::serve(shared, socket, identity, flavor))
+}
+
+/// Runs the checks every channel-opening request passes: origin, auth hook, per-user limit.
+pub(crate) async fn admit(shared: &Shared, handshake: Handshake) -> Result<Identity, Response> {
+    if !shared.config.origin_allowed(handshake.origin()) {
+        return Err(plain(StatusCode::FORBIDDEN, "Origin not allowed\n"));
+    }
+    let identity = (shared.handlers.auth)(handshake).await.map_err(IntoResponse::into_response)?;
+    if let Some(user) = &identity.user {
+        let limit = shared.config.max_channels_per_user;
+        let open = shared.hub.store().user_channels(user).await.map_err(|e| error_response(&e.into()))?;
+        if open.len() >= limit {
+            return Err(error_response(&Error::TooManyChannels { limit }));
+        }
+    }
+    Ok(identity)
+}
+
+/// The HTTP answer for an error, as [`Error::status`] maps it.
+pub(crate) fn error_response(error: &Error) -> Response {
+    plain(error.status(), format!("{error}\n"))
+}
+
+fn bad_upgrade(headers: &axum::http::HeaderMap) -> Response {
+    let upgrade_ok = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let body = if upgrade_ok { "\"Connection\" must be \"Upgrade\".\n" } else { "Can \"Upgrade\" only to \"WebSocket\".\n" };
+    plain(StatusCode::BAD_REQUEST, body)
+}

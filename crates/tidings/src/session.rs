@@ -1,0 +1,255 @@
+//! A channel's life on the server: opening it, reading its merged topics, closing it.
+//!
+//! Transports are thin on purpose: they call [`open`], then loop on [`Reader::next`] writing
+//! what it returns in their own framing, feed incoming text to [`Session::incoming`], and call
+//! [`Session::finish`] at the end. All delivery state (cursors, subscriptions, the close reason)
+//! lives in the store, so another transport can pick up where this one stopped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::select_all;
+use tidings_core::{CloseCode, Cursor};
+use tokio::sync::watch;
+
+use crate::ChannelId;
+use crate::channel::{Channel, Closed};
+use crate::error::Error;
+use crate::handshake::Identity;
+use crate::hub::Event;
+use crate::message::{Control, Payload, Record};
+use crate::store::{ChannelState, Store};
+use crate::tidings::Shared;
+use crate::topic::Topic;
+
+/// Most records read from one topic per store call; a busy topic is drained over several reads.
+const READ_BATCH: usize = 256;
+
+/// What the reader has for the transport.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// Messages in order; never empty.
+    Messages(Vec<Payload>),
+    /// The channel is closed; write the close and stop.
+    Close(Closed),
+}
+
+/// A live channel on this node.
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) channel: Channel,
+}
+
+/// Creates a channel for `identity`, runs `on_open`, and returns it with a reader positioned at
+/// the heads of its topics (so `on_open`'s own sends are delivered).
+pub(crate) async fn open(shared: &Arc<Shared>, identity: Identity) -> Result<(Session, Reader), Error> {
+    let store = shared.hub.store();
+    let config = &shared.config;
+    if let Some(user) = &identity.user {
+        let open = store.user_channels(user).await?;
+        if open.len() >= config.max_channels_per_user {
+            return Err(Error::TooManyChannels { limit: config.max_channels_per_user });
+        }
+    }
+    let id = ChannelId::random();
+    let mut topics = BTreeMap::new();
+    topics.insert(Topic::broadcast(), Cursor::default());
+    if let Some(user) = &identity.user {
+        topics.insert(Topic::user(user), Cursor::default());
+    }
+    let state = ChannelState {
+        id,
+        user: identity.user.clone(),
+        attributes: identity.attributes.clone(),
+        topics,
+        closed: None,
+    };
+    let state = store.create_channel(state, shared.session_ttl()).await?;
+    let reader = Reader::new(store.clone(), &state, config.max_lag).await?;
+    let channel = Channel::new(id, identity.user.clone(), identity.attributes, shared.hub.clone());
+    shared.ensure_sweeper();
+    shared.hub.emit(Event::Connected { channel: id, user: identity.user });
+    let session = Session { shared: shared.clone(), channel };
+    if let Some(on_open) = &shared.handlers.open {
+        on_open(session.channel.clone()).await;
+    }
+    Ok((session, reader))
+}
+
+impl Session {
+    /// Hands one client message to `on_message` and waits for it, so messages of one channel
+    /// are handled in order.
+    pub(crate) async fn incoming(&self, text: String) {
+        if let Some(on_message) = &self.shared.handlers.message {
+            on_message(self.channel.clone(), text).await;
+        }
+    }
+
+    /// Keeps the channel alive in the store while its connection is.
+    pub(crate) async fn keep_alive(&self) -> Result<(), Error> {
+        self.shared.hub.store().touch(self.channel.id(), self.shared.session_ttl()).await?;
+        Ok(())
+    }
+
+    /// Removes the channel and tells the application how it ended.
+    pub(crate) async fn finish(self, reader: Option<&Reader>, closed: Closed) {
+        let store = self.shared.hub.store();
+        if let Some(reader) = reader {
+            let _ = store.save_cursors(self.channel.id(), &reader.cursors()).await;
+        }
+        let _ = store.mark_closed(self.channel.id(), closed.code, &closed.reason).await;
+        if let Err(error) = store.remove_channel(self.channel.id()).await {
+            tracing::warn!(%error, channel = %self.channel.id(), "could not remove a closed channel");
+        }
+        self.shared.closed(self.channel, closed).await;
+    }
+}
+
+struct Follow {
+    topic: Topic,
+    cursor: Cursor,
+    head: watch::Receiver<Cursor>,
+}
+
+/// Reads a channel's topics from their cursors, merged, with controls applied in order.
+pub(crate) struct Reader {
+    store: Arc<dyn Store>,
+    id: ChannelId,
+    /// The private topic is always first, so a close is seen before later broadcasts.
+    follows: Vec<Follow>,
+    max_lag: u64,
+    /// What a cancelled `next` had already taken from the store; returned by the next call.
+    ready: Vec<Payload>,
+    closing: Option<Closed>,
+}
+
+impl Reader {
+    async fn new(store: Arc<dyn Store>, state: &ChannelState, max_lag: u64) -> Result<Self, Error> {
+        let private = Topic::channel(state.id);
+        let mut reader = Reader {
+            store,
+            id: state.id,
+            follows: Vec::with_capacity(state.topics.len()),
+            max_lag,
+            ready: Vec::new(),
+            closing: state.closed.clone().map(|(code, reason)| Closed::new(code, reason)),
+        };
+        if let Some(cursor) = state.topics.get(&private) {
+            reader.follow(private.clone(), *cursor).await?;
+        }
+        for (topic, cursor) in &state.topics {
+            if *topic != private {
+                reader.follow(topic.clone(), *cursor).await?;
+            }
+        }
+        Ok(reader)
+    }
+
+    async fn follow(&mut self, topic: Topic, cursor: Cursor) -> Result<(), Error> {
+        if self.follows.iter().any(|f| f.topic == topic) {
+            return Ok(());
+        }
+        let head = self.store.watch(&topic).await?;
+        self.follows.push(Follow { topic, cursor, head });
+        Ok(())
+    }
+
+    /// Where each topic was delivered up to.
+    pub(crate) fn cursors(&self) -> Vec<(Topic, Cursor)> {
+        self.follows.iter().map(|f| (f.topic.clone(), f.cursor)).collect()
+    }
+
+    /// Waits for the next messages or the close.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: records taken from the store by a cancelled call are kept and returned by
+    /// the next one, so nothing is skipped.
+    pub(crate) async fn next(&mut self) -> Result<Delivery, Error> {
+        loop {
+            if !self.ready.is_empty() {
+                return Ok(Delivery::Messages(std::mem::take(&mut self.ready)));
+            }
+            if let Some(closed) = self.closing.take() {
+                return Ok(Delivery::Close(closed));
+            }
+            if self.poll_topics().await? {
+                continue;
+            }
+            self.wait().await?;
+        }
+    }
+
+    /// Reads every topic whose head moved. Returns whether anything was read.
+    async fn poll_topics(&mut self) -> Result<bool, Error> {
+        let mut progressed = false;
+        let mut i = 0;
+        while i < self.follows.len() && self.closing.is_none() {
+            let follow = &mut self.follows[i];
+            let head = *follow.head.borrow_and_update();
+            if head.epoch == follow.cursor.epoch && head.offset <= follow.cursor.offset {
+                i += 1;
+                continue;
+            }
+            let batch = self.store.read(&follow.topic, follow.cursor, READ_BATCH).await?;
+            let lag = head.offset.0.saturating_sub(batch.cursor.offset.0);
+            if batch.gap.is_some() || lag > self.max_lag {
+                self.closing = Some(Closed::by(CloseCode::LAGGED));
+                return Ok(true);
+            }
+            progressed |= batch.cursor != follow.cursor;
+            follow.cursor = batch.cursor;
+            for (_, record) in batch.records {
+                match record {
+                    Record::Message(payload) => self.ready.push(payload),
+                    Record::Control(control) => self.apply(control).await?,
+                }
+                if self.closing.is_some() {
+                    break;
+                }
+            }
+            i += 1;
+        }
+        Ok(progressed)
+    }
+
+    async fn apply(&mut self, control: Control) -> Result<(), Error> {
+        match control {
+            Control::Subscribe { topic } => {
+                let topic = Topic::from_stored(&topic);
+                let state = self.store.channel(self.id).await?;
+                if let Some(cursor) = state.and_then(|s| s.topics.get(&topic).copied()) {
+                    self.follow(topic, cursor).await?;
+                }
+            }
+            Control::Unsubscribe { topic } => {
+                let topic = Topic::from_stored(&topic);
+                // The private topic (first) carries the controls; it is never dropped.
+                if let Some(i) = self.follows.iter().skip(1).position(|f| f.topic == topic) {
+                    self.follows.remove(i + 1);
+                }
+            }
+            Control::Close { code, reason } => {
+                let code = CloseCode::from_stored(code).unwrap_or(CloseCode::NORMAL);
+                self.closing = Some(Closed::new(code, reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the head of a followed topic moves.
+    async fn wait(&mut self) -> Result<(), Error> {
+        let changes = self.follows.iter_mut().map(|f| Box::pin(f.head.changed()));
+        let (result, index, _) = select_all(changes).await;
+        if result.is_err() {
+            // The topic's log is gone. For the private topic that means the channel was removed
+            // from the store (expired or closed elsewhere).
+            if index == 0 {
+                self.closing = Some(Closed::by(CloseCode::SESSION_EXPIRED));
+            } else {
+                self.follows.remove(index);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! The embedded in-memory store.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use tidings_core::ids::Id128;
+use tidings_core::{CloseCode, Cursor, Epoch, Offset};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{ChannelState, Gap, Presence, ReadBatch, Retention, Store, StoreError};
+use crate::ChannelId;
+use crate::message::Record;
+use crate::topic::Topic;
+
+/// The default store: everything in this process's memory.
+///
+/// Fast and dependency-free; sessions live and die with the process, so it serves one node.
+/// Time is read from Tokio's clock, so tests with paused time see expiry happen.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    // A `parking_lot` lock, never held across `.await`: every method below does its work
+    // synchronously. Topics sit behind their own `Arc` so readers of one topic do not block
+    // lookups of the others.
+    topics: RwLock<HashMap<Topic, Arc<TopicLog>>>,
+    channels: Mutex<Channels>,
+}
+
+#[derive(Default)]
+struct Channels {
+    by_id: HashMap<ChannelId, Entry>,
+    by_user: HashMap<String, HashSet<ChannelId>>,
+}
+
+impl Channels {
+    fn insert(&mut self, entry: Entry) {
+        if let Some(user) = &entry.state.user {
+            self.by_user.entry(user.clone()).or_default().insert(entry.state.id);
+        }
+        self.by_id.insert(entry.state.id, entry);
+    }
+
+    fn remove(&mut self, id: &ChannelId) -> Option<Entry> {
+        let entry = self.by_id.remove(id)?;
+        if let Some(user) = &entry.state.user
+            && let Some(ids) = self.by_user.get_mut(user)
+        {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
+        Some(entry)
+    }
+}
+
+struct TopicLog {
+    log: RwLock<Log>,
+    head: watch::Sender<Cursor>,
+}
+
+struct Log {
+    epoch: Epoch,
+    records: VecDeque<(Offset, Record)>,
+    bytes: usize,
+    last: Offset,
+    subscribers: HashSet<ChannelId>,
+}
+
+struct Entry {
+    state: ChannelState,
+    expires: Instant,
+    receiver: Option<(Id128, Instant)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn topic(&self, topic: &Topic) -> Arc<TopicLog> {
+        if let Some(log) = self.inner.topics.read().get(topic) {
+            return log.clone();
+        }
+        self.inner
+            .topics
+            .write()
+            .entry(topic.clone())
+            .or_insert_with(|| {
+                // A fresh epoch for every life of a topic: a cursor from an earlier life (or an
+                // earlier process) cannot be mistaken for a position in this one.
+                let epoch = Epoch(rand::random::<u64>() | 1);
+                let (head, _) = watch::channel(Cursor::new(epoch, Offset::ZERO));
+                Arc::new(TopicLog {
+                    log: RwLock::new(Log {
+                        epoch,
+                        records: VecDeque::new(),
+                        bytes: 0,
+                        last: Offset::ZERO,
+                        subscribers: HashSet::new(),
+                    }),
+                    head,
+                })
+            })
+            .clone()
+    }
+
+    fn existing_topic(&self, topic: &Topic) -> Option<Arc<TopicLog>> {
+        self.inner.topics.read().get(topic).cloned()
+    }
+
+    /// Adds `id` to the topic's subscribers and returns the head cursor.
+    fn attach(&self, topic: &Topic, id: ChannelId) -> Cursor {
+        let log = self.topic(topic);
+        let mut log = log.log.write();
+        log.subscribers.insert(id);
+        Cursor::new(log.epoch, log.last)
+    }
+
+    fn detach(&self, topic: &Topic, id: ChannelId) {
+        if let Some(log) = self.existing_topic(topic) {
+            log.log.write().subscribers.remove(&id);
+        }
+    }
+
+    fn drop_channel(&self, id: ChannelId, state: &ChannelState) {
+        for topic in state.topics.keys() {
+            self.detach(topic, id);
+        }
+        self.inner.topics.write().remove(&Topic::channel(id));
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn append(&self, topic: &Topic, record: Record, retention: Retention) -> Result<Offset, StoreError> {
+        let topic_log = self.topic(topic);
+        let head = {
+            let mut log = topic_log.log.write();
+            let offset = log.last.next();
+            log.last = offset;
+            log.bytes += record.len();
+            log.records.push_back((offset, record));
+            while log.records.len() > retention.messages.max(1)
+                || (log.bytes > retention.bytes && log.records.len() > 1)
+            {
+                if let Some((_, old)) = log.records.pop_front() {
+                    log.bytes -= old.len();
+                }
+            }
+            Cursor::new(log.epoch, offset)
+        };
+        topic_log.head.send_replace(head);
+        Ok(head.offset)
+    }
+
+    async fn read(&self, topic: &Topic, cursor: Cursor, max: usize) -> Result<ReadBatch, StoreError> {
+        let topic_log = self.topic(topic);
+        let log = topic_log.log.read();
+        let first = log.records.front().map_or(log.last.next(), |(offset, _)| *offset);
+        let before_first = Offset(first.0 - 1);
+        let missed = |epoch_changed| Gap { from: cursor.offset.next(), to: before_first, epoch_changed };
+        let (after, gap) = if cursor.epoch != log.epoch {
+            (before_first, Some(missed(true)))
+        } else if cursor.offset < before_first {
+            (before_first, Some(missed(false)))
+        } else {
+            (cursor.offset, None)
+        };
+        let skip = usize::try_from(after.0 + 1 - first.0).unwrap_or(usize::MAX);
+        let records: Vec<(Offset, Record)> = log.records.iter().skip(skip).take(max).cloned().collect();
+        let offset = records.last().map_or(after, |(offset, _)| *offset);
+        Ok(ReadBatch { records, gap, cursor: Cursor::new(log.epoch, offset) })
+    }
+
+    async fn watch(&self, topic: &Topic) -> Result<watch::Receiver<Cursor>, StoreError> {
+        Ok(self.topic(topic).head.subscribe())
+    }
+
+    async fn create_channel(&self, mut state: ChannelState, ttl: Duration) -> Result<ChannelState, StoreError> {
+        let private = Topic::channel(state.id);
+        state.topics.entry(private).or_default();
+        let topics: Vec<Topic> = state.topics.keys().cloned().collect();
+        for topic in topics {
+            let head = self.attach(&topic, state.id);
+            state.topics.insert(topic, head);
+        }
+        let entry = Entry { state: state.clone(), expires: Instant::now() + ttl, receiver: None };
+        self.inner.channels.lock().insert(entry);
+        Ok(state)
+    }
+
+    async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        Ok(self.inner.channels.lock().by_id.get(&id).map(|e| e.state.clone()))
+    }
+
+    async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError> {
+        if !self.inner.channels.lock().by_id.contains_key(&id) {
+            return Ok(None);
+        }
+        let head = self.attach(topic, id);
+        let mut channels = self.inner.channels.lock();
+        let Some(entry) = channels.by_id.get_mut(&id) else {
+            drop(channels);
+            self.detach(topic, id);
+            return Ok(None);
+        };
+        Ok(Some(*entry.state.topics.entry(topic.clone()).or_insert(head)))
+    }
+
+    async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError> {
+        let removed = match self.inner.channels.lock().by_id.get_mut(&id) {
+            Some(entry) => entry.state.topics.remove(topic).is_some(),
+            None => false,
+        };
+        if removed {
+            self.detach(topic, id);
+        }
+        Ok(removed)
+    }
+
+    async fn save_cursors(&self, id: ChannelId, cursors: &[(Topic, Cursor)]) -> Result<(), StoreError> {
+        if let Some(entry) = self.inner.channels.lock().by_id.get_mut(&id) {
+            for (topic, cursor) in cursors {
+                if let Some(saved) = entry.state.topics.get_mut(topic) {
+                    *saved = *cursor;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_closed(&self, id: ChannelId, code: CloseCode, reason: &str) -> Result<bool, StoreError> {
+        let mut channels = self.inner.channels.lock();
+        match channels.by_id.get_mut(&id) {
+            Some(entry) if entry.state.closed.is_none() => {
+                entry.state.closed = Some((code, reason.to_owned()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError> {
+        match self.inner.channels.lock().by_id.get_mut(&id) {
+            Some(entry) => {
+                entry.expires = Instant::now() + ttl;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        let removed = self.inner.channels.lock().remove(&id);
+        Ok(removed.map(|entry| {
+            self.drop_channel(id, &entry.state);
+            entry.state
+        }))
+    }
+
+    async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError> {
+        let now = Instant::now();
+        let expired: Vec<ChannelState> = {
+            let mut channels = self.inner.channels.lock();
+            let ids: Vec<ChannelId> = channels
+                .by_id
+                .iter()
+                .filter(|(_, e)| e.expires <= now && e.receiver.is_none_or(|(_, until)| until <= now))
+                .map(|(id, _)| *id)
+                .take(max)
+                .collect();
+            ids.iter().filter_map(|id| channels.remove(id)).map(|e| e.state).collect()
+        };
+        for state in &expired {
+            self.drop_channel(state.id, state);
+        }
+        Ok(expired)
+    }
+
+    async fn acquire_receiver(&self, id: ChannelId, holder: Id128, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut channels = self.inner.channels.lock();
+        let Some(entry) = channels.by_id.get_mut(&id) else { return Ok(false) };
+        match entry.receiver {
+            Some((current, until)) if current != holder && until > now => Ok(false),
+            _ => {
+                entry.receiver = Some((holder, now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError> {
+        if let Some(entry) = self.inner.channels.lock().by_id.get_mut(&id)
+            && entry.receiver.is_some_and(|(current, _)| current == holder)
+        {
+            entry.receiver = None;
+        }
+        Ok(())
+    }
+
+    async fn presence(&self, topic: &Topic) -> Result<Presence, StoreError> {
+        let subscribers: Vec<ChannelId> = match self.existing_topic(topic) {
+            Some(log) => log.log.read().subscribers.iter().copied().collect(),
+            None => Vec::new(),
+        };
+        let channels = self.inner.channels.lock();
+        Ok(count(subscribers.iter().filter_map(|id| channels.by_id.get(id)).map(|e| &e.state)))
+    }
+
+    async fn online(&self) -> Result<Presence, StoreError> {
+        let channels = self.inner.channels.lock();
+        Ok(count(channels.by_id.values().map(|e| &e.state)))
+    }
+
+    async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, StoreError> {
+        let channels = self.inner.channels.lock();
+        Ok(channels
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|id| channels.by_id.get(id).is_some_and(|e| e.state.closed.is_none()))
+            .copied()
+            .collect())
+    }
+}
+
+fn count<'a>(states: impl Iterator<Item = &'a ChannelState>) -> Presence {
+    let mut presence = Presence { channels: 0, users: BTreeMap::new() };
+    for state in states {
+        presence.channels += 1;
+        if let Some(user) = &state.user {
+            *presence.users.entry(user.clone()).or_default() += 1;
+        }
+    }
+    presence
+}

@@ -1,0 +1,168 @@
+//! The session store: topics, channel state and the receiver lock.
+//!
+//! Everything a transport needs to deliver lives behind [`Store`], so a transport holds no
+//! delivery state of its own: it reads a channel's cursors, writes frames, and saves the cursors
+//! back. [`MemoryStore`] is the embedded default; a shared store (Redis) lets any node serve any
+//! request of any session.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tidings_core::ids::Id128;
+use tidings_core::{CloseCode, Cursor, Offset};
+use tokio::sync::watch;
+
+use crate::ChannelId;
+use crate::message::Record;
+use crate::topic::Topic;
+
+mod memory;
+pub use memory::MemoryStore;
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend is unreachable or refused the operation; retrying later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend returned data this version cannot read.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+}
+
+/// Bounds on one topic's retained history. The oldest records are dropped first once either
+/// bound is passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// The most records kept.
+    pub messages: usize,
+    /// The most bytes of message text kept.
+    pub bytes: usize,
+}
+
+impl Default for Retention {
+    /// 1000 messages or 1 MiB per topic, whichever is reached first.
+    fn default() -> Self {
+        Retention { messages: 1000, bytes: 1 << 20 }
+    }
+}
+
+/// What a read of a topic returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// Records after the cursor, oldest first, with their offsets; offsets are consecutive.
+    pub records: Vec<(Offset, Record)>,
+    /// Set when records between the cursor and the first returned record are no longer
+    /// retained (or the cursor belongs to another epoch): the reader missed them.
+    pub gap: Option<Gap>,
+    /// Where the reader is after this batch.
+    pub cursor: Cursor,
+}
+
+/// A run of records a reader missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The first missed offset (in the reader's epoch, when `epoch_changed` is false).
+    pub from: Offset,
+    /// The last missed offset.
+    pub to: Offset,
+    /// The cursor was from another life of the topic; how much was missed is unknown.
+    pub epoch_changed: bool,
+}
+
+/// One channel's state as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelState {
+    /// The channel's id.
+    pub id: ChannelId,
+    /// The user the auth hook returned, if any.
+    pub user: Option<String>,
+    /// Attributes the auth hook returned.
+    pub attributes: BTreeMap<String, String>,
+    /// The topics the channel follows, each with the cursor up to which it was delivered.
+    pub topics: BTreeMap<Topic, Cursor>,
+    /// Set once the channel is closed.
+    pub closed: Option<(CloseCode, String)>,
+}
+
+/// How many channels, and of which users, follow a topic (or are online).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// Channels counted.
+    pub channels: usize,
+    /// Users with the number of their channels; anonymous channels are not listed.
+    pub users: BTreeMap<String, usize>,
+}
+
+/// Storage behind every session: topics with offsets, channel state, receiver locks.
+///
+/// Implementations must pass [`contract`] (enable the `contract` feature). All methods are cancel
+/// safe in the sense that a dropped call either took effect or did not, never half.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends a record to `topic` (creating the topic if needed) and returns its offset. Then
+    /// drops the oldest records until `retention` holds, and wakes the topic's watchers.
+    async fn append(&self, topic: &Topic, record: Record, retention: Retention) -> Result<Offset, StoreError>;
+
+    /// Reads up to `max` records after `cursor`.
+    async fn read(&self, topic: &Topic, cursor: Cursor, max: usize) -> Result<ReadBatch, StoreError>;
+
+    /// Watches the head of `topic` (the cursor of its last record), creating the topic if needed.
+    /// The receiver changes whenever a record is appended.
+    async fn watch(&self, topic: &Topic) -> Result<watch::Receiver<Cursor>, StoreError>;
+
+    /// Stores a new channel, subscribed to `topics` at their current heads, alive for `ttl`.
+    /// Returns the state as stored (with the cursors filled in).
+    async fn create_channel(
+        &self,
+        state: ChannelState,
+        ttl: Duration,
+    ) -> Result<ChannelState, StoreError>;
+
+    /// The state of a channel, if it exists.
+    async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError>;
+
+    /// Subscribes a channel to `topic` at its current head. Returns the cursor it starts from,
+    /// or `None` if the channel is unknown. Subscribing twice keeps the first cursor.
+    async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError>;
+
+    /// Unsubscribes a channel from `topic`. Returns whether it was subscribed.
+    async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError>;
+
+    /// Saves how far a channel's topics were delivered. Topics it no longer follows are ignored.
+    async fn save_cursors(&self, id: ChannelId, cursors: &[(Topic, Cursor)]) -> Result<(), StoreError>;
+
+    /// Marks a channel closed with `code` and `reason`; the first close wins. Returns whether
+    /// this call closed it.
+    async fn mark_closed(&self, id: ChannelId, code: CloseCode, reason: &str) -> Result<bool, StoreError>;
+
+    /// Keeps a channel alive for `ttl` from now. Returns false if it is unknown.
+    async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Removes a channel, its subscriptions and its private topic; returns its last state.
+    async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError>;
+
+    /// Removes and returns channels whose time to live has passed while no receiver held them.
+    async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError>;
+
+    /// Takes the one-receiver lock of a channel for `holder`, for `ttl`. Succeeds if the lock is
+    /// free, expired, or already held by `holder` (which renews it).
+    async fn acquire_receiver(&self, id: ChannelId, holder: Id128, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Releases the receiver lock if `holder` holds it.
+    async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError>;
+
+    /// Who follows `topic`.
+    async fn presence(&self, topic: &Topic) -> Result<Presence, StoreError>;
+
+    /// Every channel in the store.
+    async fn online(&self) -> Result<Presence, StoreError>;
+
+    /// The open channels of one user.
+    async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, StoreError>;
+}

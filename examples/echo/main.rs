@@ -1,0 +1,53 @@
+//! The SockJS reference services on one port: the project's conformance target.
+//!
+//! ```text
+//! cargo run --example echo -- --addr 127.0.0.1:8081
+//! ```
+//!
+//! - `/echo` echoes every message (response limit 4096 bytes, as the protocol test suite wants);
+//! - `/close` closes every new session with `3000 "Go away!"`;
+//! - `/disabled_websocket_echo` echoes, with WebSocket turned off;
+//! - `/cookie_needed_echo` echoes, with the JSESSIONID cookie on.
+
+use axum::Router;
+use clap::Parser;
+use tidings::Tidings;
+
+#[derive(Parser)]
+#[command(about = "SockJS reference services on one port")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: String,
+}
+
+fn echo() -> tidings::Builder {
+    Tidings::builder().on_message(|channel, text| async move {
+        if let Err(error) = channel.send(text).await {
+            tracing::warn!(%error, "echo failed");
+        }
+    })
+}
+
+/// The four services, ready to serve.
+fn app() -> Router {
+    let close = Tidings::builder()
+        .on_open(|channel| async move {
+            let _ = channel.close(3000, "Go away!").await;
+        })
+        .build();
+    Router::new()
+        .nest("/echo", echo().build().router())
+        .nest("/close", close.router())
+        .nest("/disabled_websocket_echo", echo().websocket(false).build().router())
+        .nest("/cookie_needed_echo", echo().build().router())
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
+    println!("SockJS echo services on http://{}/echo, /close, /disabled_websocket_echo, /cookie_needed_echo", listener.local_addr()?);
+    axum::serve(listener, app()).await
+}
