@@ -6,7 +6,7 @@ use tidings::{Retention, Tidings};
 
 /// `/broadcast`: every message any client sends goes, verbatim, to every session. The broadcast
 /// topic keeps `retention` messages; a subscriber further behind is closed as lagging.
-pub fn app(retention: usize) -> Router {
+pub(crate) fn app(retention: usize) -> Router {
     let tidings = Tidings::builder()
         .retention(Retention { messages: retention, bytes: 64 << 20 })
         .max_lag(retention as u64)
