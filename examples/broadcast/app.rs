@@ -16,5 +16,5 @@ pub(crate) fn app(retention: usize) -> Router {
             }
         })
         .build();
-    Router::new().nest("/broadcast", tidings.router())
+    Router::new().nest_service("/broadcast", tidings.router())
 }

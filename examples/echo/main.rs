@@ -37,10 +37,10 @@ fn app() -> Router {
         })
         .build();
     Router::new()
-        .nest("/echo", echo().build().router())
-        .nest("/close", close.router())
-        .nest("/disabled_websocket_echo", echo().websocket(false).build().router())
-        .nest("/cookie_needed_echo", echo().build().router())
+        .nest_service("/echo", echo().build().router())
+        .nest_service("/close", close.router())
+        .nest_service("/disabled_websocket_echo", echo().websocket(false).build().router())
+        .nest_service("/cookie_needed_echo", echo().build().router())
 }
 
 #[tokio::main]

@@ -64,3 +64,44 @@ pub async fn next_text(ws: &mut Ws) -> Option<String> {
 pub async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("send");
 }
+
+/// Sends `request` (a whole HTTP/1.1 request, headers and body) and returns the whole response
+/// as text once the server closes the connection or 2 s pass without data.
+pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The response of `raw_http` reduced to what tests pin: the status line and the named
+/// headers (lowercased, in the given order, when present), then the body. The `date` header
+/// and transfer framing are left out so snapshots are stable.
+pub fn pin_response(response: &str, headers: &[&str]) -> String {
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    let mut lines = head.lines();
+    let mut out = String::new();
+    out.push_str(lines.next().unwrap_or_default());
+    out.push('\n');
+    let present: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    for name in headers {
+        for (k, v) in present.iter().filter(|(k, _)| k == name) {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    out.push('\n');
+    out.push_str(body);
+    out
+}

@@ -25,7 +25,7 @@ const SWEEP_BATCH: usize = 1024;
 ///         let _ = channel.hub().broadcast(text).await;
 ///     })
 ///     .build();
-/// let app: Router = Router::new().nest("/rt", tidings.router());
+/// let app: Router = Router::new().nest_service("/rt", tidings.router());
 /// # let _: Router = app;
 /// ```
 #[derive(Clone)]
@@ -61,9 +61,12 @@ impl Tidings {
         &self.shared.config
     }
 
-    /// The routes of this service, to [`nest`](Router::nest) under a prefix.
+    /// The routes of this service, to mount under a prefix with
+    /// [`nest_service`](Router::nest_service).
     ///
-    /// Do not wrap them in compression or timeout middleware: both break streaming transports.
+    /// `nest_service` rather than `nest`: SockJS answers both `<prefix>` and `<prefix>/`, and
+    /// only `nest_service` hands the latter to this router. Do not wrap the routes in compression
+    /// or timeout middleware: both break streaming transports.
     pub fn router(&self) -> Router {
         crate::router::router(self.shared.clone())
     }

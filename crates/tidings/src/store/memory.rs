@@ -159,7 +159,15 @@ impl Store for MemoryStore {
             }
             Cursor::new(log.epoch, offset)
         };
-        topic_log.head.send_replace(head);
+        // Concurrent appends reach this point in any order once the log lock is released: only
+        // move the head forward, or a late older append would hide a newer record from watchers.
+        topic_log.head.send_if_modified(|current| {
+            let newer = head.offset > current.offset;
+            if newer {
+                *current = head;
+            }
+            newer
+        });
         Ok(head.offset)
     }
 
