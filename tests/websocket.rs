@@ -25,7 +25,8 @@ async fn sockjs_echo_opens_first_then_echoes_in_order() {
     let mut got = Vec::new();
     while got.len() < 2 {
         let frame = next_text(&mut ws).await.expect("frame");
-        let items: Vec<String> = serde_json::from_str(frame.strip_prefix('a').expect("a frame")).expect("json");
+        let items: Vec<String> =
+            serde_json::from_str(frame.strip_prefix('a').expect("a frame")).expect("json");
         got.extend(items);
     }
     assert_eq!(got, ["a", "b"]);
@@ -36,7 +37,10 @@ async fn raw_echo_is_verbatim() {
     let server = echo_server(echo()).await;
     let mut ws = connect(&server.ws_url("/echo/websocket")).await;
     send_text(&mut ws, "Hello world!\u{ffff}").await;
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some("Hello world!\u{ffff}"));
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some("Hello world!\u{ffff}")
+    );
 }
 
 fn closing() -> Router {
@@ -53,15 +57,24 @@ async fn sockjs_close_frame_then_websocket_close() {
     let server = Server::start(closing()).await;
     let mut ws = connect(&server.ws_url("/close/000/abc/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"c[3000,"Go away!"]"#));
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some("close:3000:Go away!"));
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some(r#"c[3000,"Go away!"]"#)
+    );
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some("close:3000:Go away!")
+    );
 }
 
 #[tokio::test]
 async fn raw_close_carries_code_and_reason() {
     let server = Server::start(closing()).await;
     let mut ws = connect(&server.ws_url("/close/websocket")).await;
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some("close:3000:Go away!"));
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some("close:3000:Go away!")
+    );
 }
 
 #[tokio::test]
@@ -71,7 +84,10 @@ async fn heartbeat_after_the_configured_delay() {
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
     let start = tokio::time::Instant::now();
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("h"));
-    assert!(start.elapsed() >= Duration::from_millis(150), "heartbeat came early");
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "heartbeat came early"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +110,11 @@ async fn broken_json_drops_only_that_connection() {
         let mut bad = connect(&server.ws_url(&format!("/echo/000/bad{i}/websocket"))).await;
         assert_eq!(next_text(&mut bad).await.as_deref(), Some("o"));
         send_text(&mut bad, r#"["x"#).await;
-        assert_eq!(next_text(&mut bad).await, None, "broken JSON must drop the connection");
+        assert_eq!(
+            next_text(&mut bad).await,
+            None,
+            "broken JSON must drop the connection"
+        );
         send_text(&mut good, &format!(r#"["{i}"]"#)).await;
         assert_eq!(next_text(&mut good).await, Some(format!(r#"a["{i}"]"#)));
     }
@@ -106,12 +126,21 @@ async fn oversized_message_closes_with_1009() {
     let mut ws = connect(&server.ws_url("/echo/000/big/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
     send_text(&mut ws, &format!(r#"["{}"]"#, "x".repeat(200))).await;
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"c[1009,"Message too big"]"#));
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some("close:1009:Message too big"));
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some(r#"c[1009,"Message too big"]"#)
+    );
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some("close:1009:Message too big")
+    );
 
     let mut raw = connect(&server.ws_url("/echo/websocket")).await;
     send_text(&mut raw, &"x".repeat(101)).await;
-    assert_eq!(next_text(&mut raw).await.as_deref(), Some("close:1009:Message too big"));
+    assert_eq!(
+        next_text(&mut raw).await.as_deref(),
+        Some("close:1009:Message too big")
+    );
 }
 
 /// Every code point SockJS escapes, and some it does not, echoed: the exact bytes are pinned.
@@ -120,8 +149,19 @@ async fn unicode_escaping_bytes() {
     let server = echo_server(echo()).await;
     let mut ws = connect(&server.ws_url("/echo/000/u/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
-    let ranges = [0x00..=0x1f, 0x7f..=0x9f, 0x200c..=0x200f, 0x2028..=0x202f, 0x2060..=0x206f, 0xfff0..=0xffff];
-    let mut text: String = ranges.into_iter().flatten().filter_map(char::from_u32).collect();
+    let ranges = [
+        0x00..=0x1f,
+        0x7f..=0x9f,
+        0x200c..=0x200f,
+        0x2028..=0x202f,
+        0x2060..=0x206f,
+        0xfff0..=0xffff,
+    ];
+    let mut text: String = ranges
+        .into_iter()
+        .flatten()
+        .filter_map(char::from_u32)
+        .collect();
     text.push_str("é€😀\"\\/");
     let sent = serde_json::to_string(&[&text]).expect("json");
     send_text(&mut ws, &sent).await;
@@ -137,7 +177,11 @@ async fn wrong_method_and_bad_upgrades() {
     let headers = ["allow", "content-type", "content-length"];
     let post = raw_http(server.addr, "POST /echo/000/s/websocket HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
     insta::assert_snapshot!("post_websocket", pin_response(&post, &headers));
-    let get = raw_http(server.addr, "GET /echo/000/s/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let get = raw_http(
+        server.addr,
+        "GET /echo/000/s/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     insta::assert_snapshot!("plain_get_websocket", pin_response(&get, &headers));
     let close = raw_http(
         server.addr,
@@ -145,7 +189,11 @@ async fn wrong_method_and_bad_upgrades() {
     )
     .await;
     insta::assert_snapshot!("connection_close_websocket", pin_response(&close, &headers));
-    let dotted = raw_http(server.addr, "GET /echo/a./a/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let dotted = raw_http(
+        server.addr,
+        "GET /echo/a./a/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(dotted.starts_with("HTTP/1.1 404"), "{dotted}");
 }
 
@@ -153,16 +201,27 @@ async fn wrong_method_and_bad_upgrades() {
 async fn greeting() {
     let server = echo_server(echo()).await;
     for path in ["/echo", "/echo/"] {
-        let response = raw_http(server.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await;
+        let response = raw_http(
+            server.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
         assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
-        insta::assert_snapshot!("greeting", pin_response(&response, &["content-type", "content-length", "set-cookie"]));
+        insta::assert_snapshot!(
+            "greeting",
+            pin_response(&response, &["content-type", "content-length", "set-cookie"])
+        );
     }
 }
 
 #[tokio::test]
 async fn disabled_websocket_is_404() {
     let server = echo_server(echo().websocket(false)).await;
-    let response = raw_http(server.addr, "GET /echo/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let response = raw_http(
+        server.addr,
+        "GET /echo/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
 }
 
@@ -183,19 +242,37 @@ async fn origin_and_auth_are_checked_before_upgrade() {
             "GET {path} HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
     };
-    let bad_origin = raw_http(server.addr, &upgrade("/echo/websocket?token=secret", "http://evil.example")).await;
+    let bad_origin = raw_http(
+        server.addr,
+        &upgrade("/echo/websocket?token=secret", "http://evil.example"),
+    )
+    .await;
     assert!(bad_origin.starts_with("HTTP/1.1 403"), "{bad_origin}");
-    let no_token = raw_http(server.addr, &upgrade("/echo/websocket", "http://good.example")).await;
-    assert!(no_token.starts_with("HTTP/1.1 401") && no_token.ends_with("token required"), "{no_token}");
-    let ok = raw_http(server.addr, &upgrade("/echo/websocket?token=secret", "http://good.example")).await;
+    let no_token = raw_http(
+        server.addr,
+        &upgrade("/echo/websocket", "http://good.example"),
+    )
+    .await;
+    assert!(
+        no_token.starts_with("HTTP/1.1 401") && no_token.ends_with("token required"),
+        "{no_token}"
+    );
+    let ok = raw_http(
+        server.addr,
+        &upgrade("/echo/websocket?token=secret", "http://good.example"),
+    )
+    .await;
     assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
 }
 
 #[tokio::test]
 async fn hub_reaches_users_rooms_and_everyone() {
-    let tidings = Tidings::builder()
-        .auth(|handshake| async move { Ok(Identity::user(handshake.query("user").unwrap_or_default())) })
-        .build();
+    let tidings =
+        Tidings::builder()
+            .auth(|handshake| async move {
+                Ok(Identity::user(handshake.query("user").unwrap_or_default()))
+            })
+            .build();
     let hub = tidings.hub();
     let mut events = hub.events();
     let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
@@ -227,7 +304,13 @@ async fn hub_reaches_users_rooms_and_everyone() {
     for ws in [&mut alice1, &mut alice2, &mut bob] {
         let mut got = [next_text(ws).await, next_text(ws).await];
         got.sort();
-        assert_eq!(got, [Some("in the room".to_owned()), Some("to everyone".to_owned())]);
+        assert_eq!(
+            got,
+            [
+                Some("in the room".to_owned()),
+                Some("to everyone".to_owned())
+            ]
+        );
     }
 
     drop(bob);
@@ -249,19 +332,28 @@ async fn per_user_channel_limit_is_429() {
     let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
     let _first = connect(&server.ws_url("/rt/websocket")).await;
     let second = tokio_tungstenite::connect_async(server.ws_url("/rt/websocket")).await;
-    let error = second.expect_err("second channel must be refused").to_string();
+    let error = second
+        .expect_err("second channel must be refused")
+        .to_string();
     assert!(error.contains("429"), "{error}");
 }
 
 #[tokio::test]
 async fn lagging_subscriber_is_closed_with_3001() {
-    let tidings = Tidings::builder().retention(Retention { messages: 10, bytes: 1 << 20 }).build();
+    let tidings = Tidings::builder()
+        .retention(Retention {
+            messages: 10,
+            bytes: 1 << 20,
+        })
+        .build();
     let hub = tidings.hub();
     let mut events = hub.events();
     let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
     let mut ws = connect(&server.ws_url("/rt/000/lag/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
-    let Ok(tidings::Event::Connected { channel, .. }) = events.recv().await else { panic!("no connect event") };
+    let Ok(tidings::Event::Connected { channel, .. }) = events.recv().await else {
+        panic!("no connect event")
+    };
     // Fill the channel's private topic past its retention in one go, faster than the connection
     // task can read it: the reader finds a gap and closes.
     let store_burst = (0..50).map(|i| hub.send_to_channel(channel, format!("m{i}")));

@@ -8,7 +8,10 @@ use tidings::{Retention, Tidings};
 /// topic keeps `retention` messages; a subscriber further behind is closed as lagging.
 pub(crate) fn app(retention: usize) -> Router {
     let tidings = Tidings::builder()
-        .retention(Retention { messages: retention, bytes: 64 << 20 })
+        .retention(Retention {
+            messages: retention,
+            bytes: 64 << 20,
+        })
         .max_lag(retention as u64)
         .on_message(|channel, text| async move {
             if let Err(error) = channel.hub().broadcast(text).await {

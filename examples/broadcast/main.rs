@@ -26,10 +26,15 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let app = app::app(args.retention);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
-    println!("broadcast on ws://{}/broadcast/websocket (raw) and SockJS /broadcast", listener.local_addr()?);
+    println!(
+        "broadcast on ws://{}/broadcast/websocket (raw) and SockJS /broadcast",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await
 }

@@ -39,15 +39,23 @@ fn app() -> Router {
     Router::new()
         .nest_service("/echo", echo().build().router())
         .nest_service("/close", close.router())
-        .nest_service("/disabled_websocket_echo", echo().websocket(false).build().router())
+        .nest_service(
+            "/disabled_websocket_echo",
+            echo().websocket(false).build().router(),
+        )
         .nest_service("/cookie_needed_echo", echo().build().router())
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
-    println!("SockJS echo services on http://{}/echo, /close, /disabled_websocket_echo, /cookie_needed_echo", listener.local_addr()?);
+    println!(
+        "SockJS echo services on http://{}/echo, /close, /disabled_websocket_echo, /cookie_needed_echo",
+        listener.local_addr()?
+    );
     axum::serve(listener, app()).await
 }

@@ -18,7 +18,9 @@ pub struct Server {
 impl Server {
     /// Starts `app` on 127.0.0.1 with port 0.
     pub async fn start(app: Router) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
@@ -43,7 +45,10 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Connects a WebSocket client to `url`.
 pub async fn connect(url: &str) -> Ws {
-    connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}")).0
+    connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        .0
 }
 
 /// The next text message, or `None` when the connection ends first (closes are reported as
@@ -52,7 +57,9 @@ pub async fn next_text(ws: &mut Ws) -> Option<String> {
     loop {
         match ws.next().await? {
             Ok(Message::Text(t)) => return Some(t.to_string()),
-            Ok(Message::Close(Some(frame))) => return Some(format!("close:{}:{}", u16::from(frame.code), frame.reason)),
+            Ok(Message::Close(Some(frame))) => {
+                return Some(format!("close:{}:{}", u16::from(frame.code), frame.reason));
+            }
             Ok(Message::Close(None)) => return Some("close".into()),
             Ok(_) => continue,
             Err(_) => return None,
@@ -70,11 +77,15 @@ pub async fn send_text(ws: &mut Ws, text: &str) {
 pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let read = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await;
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await;
         match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),

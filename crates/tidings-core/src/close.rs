@@ -91,7 +91,11 @@ impl CloseCode {
     /// code. Reserved codes are refused.
     pub fn from_stored(code: u16) -> Result<Self, InvalidCloseCode> {
         let known = TABLE.iter().any(|row| row.code.0 == code);
-        if known { Ok(CloseCode(code)) } else { CloseCode::app(code) }
+        if known {
+            Ok(CloseCode(code))
+        } else {
+            CloseCode::app(code)
+        }
     }
 
     /// The number sent on the wire.

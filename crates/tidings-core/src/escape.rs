@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn escapes_use_lowercase_hex() {
-        assert_eq!(json_string("\u{1f}\u{200c}\u{fffe}"), r#""\u001f\u200c\ufffe""#);
+        assert_eq!(
+            json_string("\u{1f}\u{200c}\u{fffe}"),
+            r#""\u001f\u200c\ufffe""#
+        );
     }
 
     #[test]

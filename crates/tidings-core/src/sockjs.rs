@@ -137,12 +137,18 @@ mod tests {
         let b = Encoded::new("y\"z");
         assert_eq!(&messages_frame(&[&a])[..], br#"a["x"]"#);
         assert_eq!(&messages_frame(&[&a, &b])[..], br#"a["x","y\"z"]"#);
-        assert_eq!(close_frame(CloseCode::GO_AWAY, "Go away!"), r#"c[3000,"Go away!"]"#);
+        assert_eq!(
+            close_frame(CloseCode::GO_AWAY, "Go away!"),
+            r#"c[3000,"Go away!"]"#
+        );
     }
 
     #[test]
     fn send_bodies() {
-        assert_eq!(parse_send_body(br#"["a","b"]"#), Ok(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            parse_send_body(br#"["a","b"]"#),
+            Ok(vec!["a".into(), "b".into()])
+        );
         assert_eq!(parse_send_body(b"[]"), Ok(vec![]));
         assert_eq!(parse_send_body(b""), Err(PayloadError::Expected));
         assert_eq!(parse_send_body(br#"["x"#), Err(PayloadError::BrokenJson));
@@ -156,13 +162,19 @@ mod tests {
         assert_eq!(parse_ws_message(""), Ok(vec![]));
         assert_eq!(parse_ws_message("[]"), Ok(vec![]));
         assert_eq!(parse_ws_message(r#""a""#), Ok(vec!["a".into()]));
-        assert_eq!(parse_ws_message(r#"["a","b"]"#), Ok(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            parse_ws_message(r#"["a","b"]"#),
+            Ok(vec!["a".into(), "b".into()])
+        );
         assert_eq!(parse_ws_message("[\"a"), Err(PayloadError::BrokenJson));
     }
 
     #[test]
     fn escaped_unicode_is_decoded() {
-        assert_eq!(parse_ws_message(r#"["\u2028\ud83d\ude00"]"#), Ok(vec!["\u{2028}\u{1f600}".into()]));
+        assert_eq!(
+            parse_ws_message(r#"["\u2028\ud83d\ude00"]"#),
+            Ok(vec!["\u{2028}\u{1f600}".into()])
+        );
     }
 
     proptest! {

@@ -38,7 +38,10 @@ pub struct Closed {
 
 impl Closed {
     pub(crate) fn new(code: CloseCode, reason: impl Into<String>) -> Self {
-        Closed { code, reason: reason.into() }
+        Closed {
+            code,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn by(code: CloseCode) -> Self {
@@ -53,7 +56,14 @@ impl Channel {
         attributes: BTreeMap<String, String>,
         hub: Hub,
     ) -> Self {
-        Channel { info: Arc::new(Info { id, user, attributes }), hub }
+        Channel {
+            info: Arc::new(Info {
+                id,
+                user,
+                attributes,
+            }),
+            hub,
+        }
     }
 
     /// The channel's id (128 random bits, chosen by the server).
@@ -82,7 +92,9 @@ impl Channel {
     ///
     /// Dropping the future either has queued the message or not.
     pub async fn send(&self, message: impl Into<Payload>) -> Result<Offset, Error> {
-        self.hub.publish(&Topic::channel(self.info.id), message).await
+        self.hub
+            .publish(&Topic::channel(self.info.id), message)
+            .await
     }
 
     /// Closes the channel with an application code (1000, 3000 or 3100–4999) and a reason of up
@@ -109,6 +121,9 @@ impl Channel {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel").field("id", &self.info.id).field("user", &self.info.user).finish()
+        f.debug_struct("Channel")
+            .field("id", &self.info.id)
+            .field("user", &self.info.user)
+            .finish()
     }
 }

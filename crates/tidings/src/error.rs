@@ -25,7 +25,9 @@ pub enum Error {
     #[error(transparent)]
     InvalidCloseCode(#[from] InvalidCloseCode),
     /// A topic name an application may not use.
-    #[error("invalid topic name {0:?}: 1 to 200 bytes, no control characters, not starting with '$'")]
+    #[error(
+        "invalid topic name {0:?}: 1 to 200 bytes, no control characters, not starting with '$'"
+    )]
     InvalidTopic(String),
     /// The channel is unknown to the store (never existed, closed, or expired).
     #[error("unknown channel")]

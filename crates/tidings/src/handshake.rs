@@ -16,7 +16,11 @@ pub struct Handshake {
 impl Handshake {
     /// A handshake for `uri` with `headers`, for testing an auth hook.
     pub fn new(method: Method, uri: Uri, headers: HeaderMap) -> Self {
-        Handshake { method, uri, headers }
+        Handshake {
+            method,
+            uri,
+            headers,
+        }
     }
 
     /// The request method.
@@ -80,7 +84,10 @@ impl Identity {
 
     /// A client acting as `user`: every channel of this user follows the user's topic.
     pub fn user(user: impl Into<String>) -> Self {
-        Identity { user: Some(user.into()), attributes: BTreeMap::new() }
+        Identity {
+            user: Some(user.into()),
+            attributes: BTreeMap::new(),
+        }
     }
 
     /// Adds an attribute the application can read from the channel.
@@ -100,7 +107,10 @@ pub struct Rejection {
 impl Rejection {
     /// Refuses with `status` and a plain-text `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Rejection { status, message: message.into() }
+        Rejection {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 401 with `message`.

@@ -19,7 +19,9 @@ pub(crate) fn plain(status: StatusCode, body: impl Into<Body>) -> Response {
 pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 

@@ -57,7 +57,13 @@ struct Inner {
 impl Hub {
     pub(crate) fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
         let (events, _) = broadcast::channel(1024);
-        Hub { inner: Arc::new(Inner { store, retention, events }) }
+        Hub {
+            inner: Arc::new(Inner {
+                store,
+                retention,
+                events,
+            }),
+        }
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
@@ -70,11 +76,18 @@ impl Hub {
     }
 
     /// Appends `message` to `topic`; every channel following it receives it. Returns its offset.
-    pub async fn publish(&self, topic: &Topic, message: impl Into<Payload>) -> Result<Offset, Error> {
+    pub async fn publish(
+        &self,
+        topic: &Topic,
+        message: impl Into<Payload>,
+    ) -> Result<Offset, Error> {
         let payload = message.into();
         let limit = self.inner.retention.bytes;
         if payload.len() > limit {
-            return Err(Error::MessageTooLarge { size: payload.len(), limit });
+            return Err(Error::MessageTooLarge {
+                size: payload.len(),
+                limit,
+            });
         }
         self.append(topic, Record::Message(payload)).await
     }
@@ -85,20 +98,36 @@ impl Hub {
     }
 
     /// Publishes to every channel of `user`.
-    pub async fn send_to_user(&self, user: &str, message: impl Into<Payload>) -> Result<Offset, Error> {
+    pub async fn send_to_user(
+        &self,
+        user: &str,
+        message: impl Into<Payload>,
+    ) -> Result<Offset, Error> {
         self.publish(&Topic::user(user), message).await
     }
 
     /// Publishes to one channel. Fails with [`Error::UnknownChannel`] if it is not open.
-    pub async fn send_to_channel(&self, id: ChannelId, message: impl Into<Payload>) -> Result<Offset, Error> {
+    pub async fn send_to_channel(
+        &self,
+        id: ChannelId,
+        message: impl Into<Payload>,
+    ) -> Result<Offset, Error> {
         self.require_open(id).await?;
         self.publish(&Topic::channel(id), message).await
     }
 
     /// Makes a channel follow `topic` from its current head on.
     pub async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<(), Error> {
-        self.inner.store.subscribe(id, topic).await?.ok_or(Error::UnknownChannel)?;
-        self.append(&Topic::channel(id), Record::Control(Control::subscribe(topic))).await?;
+        self.inner
+            .store
+            .subscribe(id, topic)
+            .await?
+            .ok_or(Error::UnknownChannel)?;
+        self.append(
+            &Topic::channel(id),
+            Record::Control(Control::subscribe(topic)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -106,7 +135,11 @@ impl Hub {
     pub async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, Error> {
         let was = self.inner.store.unsubscribe(id, topic).await?;
         if was {
-            self.append(&Topic::channel(id), Record::Control(Control::unsubscribe(topic))).await?;
+            self.append(
+                &Topic::channel(id),
+                Record::Control(Control::unsubscribe(topic)),
+            )
+            .await?;
         }
         Ok(was)
     }
@@ -118,10 +151,19 @@ impl Hub {
         self.close_with(id, code, reason).await
     }
 
-    pub(crate) async fn close_with(&self, id: ChannelId, code: CloseCode, reason: &str) -> Result<(), Error> {
+    pub(crate) async fn close_with(
+        &self,
+        id: ChannelId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), Error> {
         let reason = tidings_core::close::truncate_reason(reason);
         if self.inner.store.mark_closed(id, code, reason).await? {
-            self.append(&Topic::channel(id), Record::Control(Control::close(code, reason))).await?;
+            self.append(
+                &Topic::channel(id),
+                Record::Control(Control::close(code, reason)),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -150,6 +192,10 @@ impl Hub {
     }
 
     async fn append(&self, topic: &Topic, record: Record) -> Result<Offset, Error> {
-        Ok(self.inner.store.append(topic, record, self.inner.retention).await?)
+        Ok(self
+            .inner
+            .store
+            .append(topic, record, self.inner.retention)
+            .await?)
     }
 }

@@ -32,7 +32,11 @@ impl Payload {
         // The frame is built from `str` pieces, so this check cannot fail; it runs once per
         // message, not once per recipient.
         let sockjs_ws = Utf8Bytes::try_from(sockjs.frame().clone()).unwrap_or_default();
-        Payload(Arc::new(Inner { text: Utf8Bytes::from(text), sockjs, sockjs_ws }))
+        Payload(Arc::new(Inner {
+            text: Utf8Bytes::from(text),
+            sockjs,
+            sockjs_ws,
+        }))
     }
 
     /// The message text.
@@ -129,14 +133,21 @@ pub enum Control {
 
 impl Control {
     pub(crate) fn subscribe(topic: &Topic) -> Self {
-        Control::Subscribe { topic: topic.as_str().to_owned() }
+        Control::Subscribe {
+            topic: topic.as_str().to_owned(),
+        }
     }
 
     pub(crate) fn unsubscribe(topic: &Topic) -> Self {
-        Control::Unsubscribe { topic: topic.as_str().to_owned() }
+        Control::Unsubscribe {
+            topic: topic.as_str().to_owned(),
+        }
     }
 
     pub(crate) fn close(code: CloseCode, reason: &str) -> Self {
-        Control::Close { code: code.as_u16(), reason: reason.to_owned() }
+        Control::Close {
+            code: code.as_u16(),
+            reason: reason.to_owned(),
+        }
     }
 }

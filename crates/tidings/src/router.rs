@@ -81,10 +81,17 @@ pub(crate) async fn admit(shared: &Shared, handshake: Handshake) -> Result<Ident
     if !shared.config.origin_allowed(handshake.origin()) {
         return Err(plain(StatusCode::FORBIDDEN, "Origin not allowed\n"));
     }
-    let identity = (shared.handlers.auth)(handshake).await.map_err(IntoResponse::into_response)?;
+    let identity = (shared.handlers.auth)(handshake)
+        .await
+        .map_err(IntoResponse::into_response)?;
     if let Some(user) = &identity.user {
         let limit = shared.config.max_channels_per_user;
-        let open = shared.hub.store().user_channels(user).await.map_err(|e| error_response(&e.into()))?;
+        let open = shared
+            .hub
+            .store()
+            .user_channels(user)
+            .await
+            .map_err(|e| error_response(&e.into()))?;
         if open.len() >= limit {
             return Err(error_response(&Error::TooManyChannels { limit }));
         }
@@ -102,6 +109,10 @@ fn bad_upgrade(headers: &axum::http::HeaderMap) -> Response {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let body = if upgrade_ok { "\"Connection\" must be \"Upgrade\".\n" } else { "Can \"Upgrade\" only to \"WebSocket\".\n" };
+    let body = if upgrade_ok {
+        "\"Connection\" must be \"Upgrade\".\n"
+    } else {
+        "Can \"Upgrade\" only to \"WebSocket\".\n"
+    };
     plain(StatusCode::BAD_REQUEST, body)
 }

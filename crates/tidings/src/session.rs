@@ -42,13 +42,18 @@ pub(crate) struct Session {
 
 /// Creates a channel for `identity`, runs `on_open`, and returns it with a reader positioned at
 /// the heads of its topics (so `on_open`'s own sends are delivered).
-pub(crate) async fn open(shared: &Arc<Shared>, identity: Identity) -> Result<(Session, Reader), Error> {
+pub(crate) async fn open(
+    shared: &Arc<Shared>,
+    identity: Identity,
+) -> Result<(Session, Reader), Error> {
     let store = shared.hub.store();
     let config = &shared.config;
     if let Some(user) = &identity.user {
         let open = store.user_channels(user).await?;
         if open.len() >= config.max_channels_per_user {
-            return Err(Error::TooManyChannels { limit: config.max_channels_per_user });
+            return Err(Error::TooManyChannels {
+                limit: config.max_channels_per_user,
+            });
         }
     }
     let id = ChannelId::random();
@@ -66,10 +71,21 @@ pub(crate) async fn open(shared: &Arc<Shared>, identity: Identity) -> Result<(Se
     };
     let state = store.create_channel(state, shared.session_ttl()).await?;
     let reader = Reader::new(store.clone(), &state, config.max_lag).await?;
-    let channel = Channel::new(id, identity.user.clone(), identity.attributes, shared.hub.clone());
+    let channel = Channel::new(
+        id,
+        identity.user.clone(),
+        identity.attributes,
+        shared.hub.clone(),
+    );
     shared.ensure_sweeper();
-    shared.hub.emit(Event::Connected { channel: id, user: identity.user });
-    let session = Session { shared: shared.clone(), channel };
+    shared.hub.emit(Event::Connected {
+        channel: id,
+        user: identity.user,
+    });
+    let session = Session {
+        shared: shared.clone(),
+        channel,
+    };
     if let Some(on_open) = &shared.handlers.open {
         on_open(session.channel.clone()).await;
     }
@@ -87,7 +103,11 @@ impl Session {
 
     /// Keeps the channel alive in the store while its connection is.
     pub(crate) async fn keep_alive(&self) -> Result<(), Error> {
-        self.shared.hub.store().touch(self.channel.id(), self.shared.session_ttl()).await?;
+        self.shared
+            .hub
+            .store()
+            .touch(self.channel.id(), self.shared.session_ttl())
+            .await?;
         Ok(())
     }
 
@@ -95,9 +115,13 @@ impl Session {
     pub(crate) async fn finish(self, reader: Option<&Reader>, closed: Closed) {
         let store = self.shared.hub.store();
         if let Some(reader) = reader {
-            let _ = store.save_cursors(self.channel.id(), &reader.cursors()).await;
+            let _ = store
+                .save_cursors(self.channel.id(), &reader.cursors())
+                .await;
         }
-        let _ = store.mark_closed(self.channel.id(), closed.code, &closed.reason).await;
+        let _ = store
+            .mark_closed(self.channel.id(), closed.code, &closed.reason)
+            .await;
         if let Err(error) = store.remove_channel(self.channel.id()).await {
             tracing::warn!(%error, channel = %self.channel.id(), "could not remove a closed channel");
         }
@@ -132,7 +156,10 @@ impl Reader {
             follows: Vec::with_capacity(state.topics.len()),
             max_lag,
             ready: Vec::new(),
-            closing: state.closed.clone().map(|(code, reason)| Closed::new(code, reason)),
+            closing: state
+                .closed
+                .clone()
+                .map(|(code, reason)| Closed::new(code, reason)),
         };
         if let Some(cursor) = state.topics.get(&private) {
             reader.follow(private.clone(), *cursor).await?;
@@ -150,13 +177,20 @@ impl Reader {
             return Ok(());
         }
         let head = self.store.watch(&topic).await?;
-        self.follows.push(Follow { topic, cursor, head });
+        self.follows.push(Follow {
+            topic,
+            cursor,
+            head,
+        });
         Ok(())
     }
 
     /// Where each topic was delivered up to.
     pub(crate) fn cursors(&self) -> Vec<(Topic, Cursor)> {
-        self.follows.iter().map(|f| (f.topic.clone(), f.cursor)).collect()
+        self.follows
+            .iter()
+            .map(|f| (f.topic.clone(), f.cursor))
+            .collect()
     }
 
     /// Waits for the next messages or the close.
@@ -191,7 +225,10 @@ impl Reader {
                 i += 1;
                 continue;
             }
-            let batch = self.store.read(&follow.topic, follow.cursor, READ_BATCH).await?;
+            let batch = self
+                .store
+                .read(&follow.topic, follow.cursor, READ_BATCH)
+                .await?;
             let lag = head.offset.0.saturating_sub(batch.cursor.offset.0);
             if batch.gap.is_some() || lag > self.max_lag {
                 self.closing = Some(Closed::by(CloseCode::LAGGED));
@@ -251,5 +288,153 @@ impl Reader {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Tidings;
+    use crate::store::Retention;
+
+    async fn opened(tidings: &Tidings) -> (Session, Reader) {
+        open(&tidings.shared_for_tests(), Identity::user("u"))
+            .await
+            .expect("open")
+    }
+
+    fn texts(delivery: Delivery) -> Vec<String> {
+        match delivery {
+            Delivery::Messages(m) => m.iter().map(|p| p.text().to_owned()).collect(),
+            Delivery::Close(c) => panic!("unexpected close {c:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn merges_private_user_and_broadcast_topics() {
+        let tidings = Tidings::builder().build();
+        let (session, mut reader) = opened(&tidings).await;
+        let hub = tidings.hub();
+        session.channel.send("private").await.expect("send");
+        hub.send_to_user("u", "user").await.expect("user");
+        hub.broadcast("all").await.expect("broadcast");
+        let mut got = texts(reader.next().await.expect("next"));
+        got.sort();
+        assert_eq!(got, ["all", "private", "user"]);
+    }
+
+    #[tokio::test]
+    async fn close_comes_after_earlier_messages() {
+        let tidings = Tidings::builder().build();
+        let (session, mut reader) = opened(&tidings).await;
+        session.channel.send("last words").await.expect("send");
+        session.channel.close(4000, "bye").await.expect("close");
+        session
+            .channel
+            .send("never")
+            .await
+            .expect("send after close is accepted");
+        assert_eq!(texts(reader.next().await.expect("next")), ["last words"]);
+        match reader.next().await.expect("next") {
+            Delivery::Close(c) => assert_eq!((c.code.as_u16(), c.reason.as_str()), (4000, "bye")),
+            other => panic!("expected close, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gap_closes_as_lagged() {
+        let tidings = Tidings::builder()
+            .retention(Retention {
+                messages: 5,
+                bytes: 1 << 20,
+            })
+            .build();
+        let (session, mut reader) = opened(&tidings).await;
+        for i in 0..10 {
+            session.channel.send(format!("m{i}")).await.expect("send");
+        }
+        match reader.next().await.expect("next") {
+            Delivery::Close(c) => assert_eq!(c.code, CloseCode::LAGGED),
+            other => panic!("expected lagged, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn too_far_behind_closes_as_lagged_even_when_retained() {
+        let tidings = Tidings::builder().max_lag(3).build();
+        let (_session, mut reader) = opened(&tidings).await;
+        let hub = tidings.hub();
+        for i in 0..300 {
+            hub.broadcast(format!("m{i}")).await.expect("broadcast");
+        }
+        // The first read takes one batch; what is left behind is still over the bound.
+        match reader.next().await.expect("next") {
+            Delivery::Close(c) => assert_eq!(c.code, CloseCode::LAGGED),
+            other => panic!("expected lagged, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn subscriptions_take_effect_in_order() {
+        let tidings = Tidings::builder().build();
+        let (session, mut reader) = opened(&tidings).await;
+        let hub = tidings.hub();
+        let room = Topic::new("room").expect("topic");
+        hub.publish(&room, "before").await.expect("publish");
+        session.channel.subscribe(&room).await.expect("subscribe");
+        hub.publish(&room, "after").await.expect("publish");
+        assert_eq!(texts(reader.next().await.expect("next")), ["after"]);
+        session
+            .channel
+            .unsubscribe(&room)
+            .await
+            .expect("unsubscribe");
+        hub.publish(&room, "gone").await.expect("publish");
+        session.channel.send("mine").await.expect("send");
+        assert_eq!(texts(reader.next().await.expect("next")), ["mine"]);
+    }
+
+    #[tokio::test]
+    async fn cancelled_next_loses_nothing() {
+        let tidings = Tidings::builder().build();
+        let (_session, mut reader) = opened(&tidings).await;
+        let hub = tidings.hub();
+        let mut seen = Vec::new();
+        for i in 0..200 {
+            hub.broadcast(i.to_string()).await.expect("broadcast");
+            // Poll once and drop: a cancelled call must not skip what it read.
+            if let Some(Ok(d)) = futures::FutureExt::now_or_never(reader.next()) {
+                seen.extend(texts(d));
+            }
+        }
+        while seen.len() < 200 {
+            seen.extend(texts(reader.next().await.expect("next")));
+        }
+        let expected: Vec<String> = (0..200).map(|i: i32| i.to_string()).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_channels_are_swept_and_reported() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let tidings = Tidings::builder()
+            .heartbeat(Duration::from_secs(1))
+            .disconnect_delay(Duration::from_secs(2))
+            .on_close(move |channel, closed| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((channel.id(), closed.code));
+                }
+            })
+            .build();
+        let (session, _reader) = opened(&tidings).await;
+        let id = session.channel.id();
+        // Nobody renews the channel: after 2 heartbeats + the disconnect delay it is swept.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (closed_id, code) = rx.recv().await.expect("on_close ran");
+        assert_eq!((closed_id, code), (id, CloseCode::SESSION_EXPIRED));
+        assert_eq!(tidings.hub().online().await.expect("online").channels, 0);
     }
 }

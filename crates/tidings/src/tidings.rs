@@ -48,7 +48,14 @@ impl Tidings {
 
     pub(crate) fn new(config: Config, store: Arc<dyn Store>, handlers: Handlers) -> Self {
         let hub = Hub::new(store, config.retention);
-        Tidings { shared: Arc::new(Shared { config, hub, handlers, sweeper: OnceLock::new() }) }
+        Tidings {
+            shared: Arc::new(Shared {
+                config,
+                hub,
+                handlers,
+                sweeper: OnceLock::new(),
+            }),
+        }
     }
 
     /// The hub, to publish and manage channels from anywhere in the application.
@@ -69,6 +76,13 @@ impl Tidings {
     /// or timeout middleware: both break streaming transports.
     pub fn router(&self) -> Router {
         crate::router::router(self.shared.clone())
+    }
+}
+
+#[cfg(test)]
+impl Tidings {
+    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 }
 
@@ -95,7 +109,11 @@ impl Shared {
     pub(crate) fn ensure_sweeper(self: &Arc<Self>) {
         self.sweeper.get_or_init(|| {
             let weak: Weak<Shared> = Arc::downgrade(self);
-            let every = self.config.disconnect_delay.min(Duration::from_secs(1)).max(Duration::from_millis(10));
+            let every = self
+                .config
+                .disconnect_delay
+                .min(Duration::from_secs(1))
+                .max(Duration::from_millis(10));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

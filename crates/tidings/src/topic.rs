@@ -27,7 +27,9 @@ impl Topic {
         if valid {
             Ok(Topic(name.into()))
         } else {
-            Err(Error::InvalidTopic(name.chars().take(Topic::MAX_LEN).collect()))
+            Err(Error::InvalidTopic(
+                name.chars().take(Topic::MAX_LEN).collect(),
+            ))
         }
     }
 

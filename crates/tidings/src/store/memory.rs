@@ -43,7 +43,10 @@ struct Channels {
 impl Channels {
     fn insert(&mut self, entry: Entry) {
         if let Some(user) = &entry.state.user {
-            self.by_user.entry(user.clone()).or_default().insert(entry.state.id);
+            self.by_user
+                .entry(user.clone())
+                .or_default()
+                .insert(entry.state.id);
         }
         self.by_id.insert(entry.state.id, entry);
     }
@@ -142,7 +145,12 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn append(&self, topic: &Topic, record: Record, retention: Retention) -> Result<Offset, StoreError> {
+    async fn append(
+        &self,
+        topic: &Topic,
+        record: Record,
+        retention: Retention,
+    ) -> Result<Offset, StoreError> {
         let topic_log = self.topic(topic);
         let head = {
             let mut log = topic_log.log.write();
@@ -171,12 +179,24 @@ impl Store for MemoryStore {
         Ok(head.offset)
     }
 
-    async fn read(&self, topic: &Topic, cursor: Cursor, max: usize) -> Result<ReadBatch, StoreError> {
+    async fn read(
+        &self,
+        topic: &Topic,
+        cursor: Cursor,
+        max: usize,
+    ) -> Result<ReadBatch, StoreError> {
         let topic_log = self.topic(topic);
         let log = topic_log.log.read();
-        let first = log.records.front().map_or(log.last.next(), |(offset, _)| *offset);
+        let first = log
+            .records
+            .front()
+            .map_or(log.last.next(), |(offset, _)| *offset);
         let before_first = Offset(first.0 - 1);
-        let missed = |epoch_changed| Gap { from: cursor.offset.next(), to: before_first, epoch_changed };
+        let missed = |epoch_changed| Gap {
+            from: cursor.offset.next(),
+            to: before_first,
+            epoch_changed,
+        };
         let (after, gap) = if cursor.epoch != log.epoch {
             (before_first, Some(missed(true)))
         } else if cursor.offset < before_first {
@@ -185,16 +205,25 @@ impl Store for MemoryStore {
             (cursor.offset, None)
         };
         let skip = usize::try_from(after.0 + 1 - first.0).unwrap_or(usize::MAX);
-        let records: Vec<(Offset, Record)> = log.records.iter().skip(skip).take(max).cloned().collect();
+        let records: Vec<(Offset, Record)> =
+            log.records.iter().skip(skip).take(max).cloned().collect();
         let offset = records.last().map_or(after, |(offset, _)| *offset);
-        Ok(ReadBatch { records, gap, cursor: Cursor::new(log.epoch, offset) })
+        Ok(ReadBatch {
+            records,
+            gap,
+            cursor: Cursor::new(log.epoch, offset),
+        })
     }
 
     async fn watch(&self, topic: &Topic) -> Result<watch::Receiver<Cursor>, StoreError> {
         Ok(self.topic(topic).head.subscribe())
     }
 
-    async fn create_channel(&self, mut state: ChannelState, ttl: Duration) -> Result<ChannelState, StoreError> {
+    async fn create_channel(
+        &self,
+        mut state: ChannelState,
+        ttl: Duration,
+    ) -> Result<ChannelState, StoreError> {
         let private = Topic::channel(state.id);
         state.topics.entry(private).or_default();
         let topics: Vec<Topic> = state.topics.keys().cloned().collect();
@@ -202,13 +231,23 @@ impl Store for MemoryStore {
             let head = self.attach(&topic, state.id);
             state.topics.insert(topic, head);
         }
-        let entry = Entry { state: state.clone(), expires: Instant::now() + ttl, receiver: None };
+        let entry = Entry {
+            state: state.clone(),
+            expires: Instant::now() + ttl,
+            receiver: None,
+        };
         self.inner.channels.lock().insert(entry);
         Ok(state)
     }
 
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
-        Ok(self.inner.channels.lock().by_id.get(&id).map(|e| e.state.clone()))
+        Ok(self
+            .inner
+            .channels
+            .lock()
+            .by_id
+            .get(&id)
+            .map(|e| e.state.clone()))
     }
 
     async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError> {
@@ -222,7 +261,9 @@ impl Store for MemoryStore {
             self.detach(topic, id);
             return Ok(None);
         };
-        Ok(Some(*entry.state.topics.entry(topic.clone()).or_insert(head)))
+        Ok(Some(
+            *entry.state.topics.entry(topic.clone()).or_insert(head),
+        ))
     }
 
     async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError> {
@@ -236,7 +277,11 @@ impl Store for MemoryStore {
         Ok(removed)
     }
 
-    async fn save_cursors(&self, id: ChannelId, cursors: &[(Topic, Cursor)]) -> Result<(), StoreError> {
+    async fn save_cursors(
+        &self,
+        id: ChannelId,
+        cursors: &[(Topic, Cursor)],
+    ) -> Result<(), StoreError> {
         if let Some(entry) = self.inner.channels.lock().by_id.get_mut(&id) {
             for (topic, cursor) in cursors {
                 if let Some(saved) = entry.state.topics.get_mut(topic) {
@@ -247,7 +292,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn mark_closed(&self, id: ChannelId, code: CloseCode, reason: &str) -> Result<bool, StoreError> {
+    async fn mark_closed(
+        &self,
+        id: ChannelId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let mut channels = self.inner.channels.lock();
         match channels.by_id.get_mut(&id) {
             Some(entry) if entry.state.closed.is_none() => {
@@ -283,11 +333,16 @@ impl Store for MemoryStore {
             let ids: Vec<ChannelId> = channels
                 .by_id
                 .iter()
-                .filter(|(_, e)| e.expires <= now && e.receiver.is_none_or(|(_, until)| until <= now))
+                .filter(|(_, e)| {
+                    e.expires <= now && e.receiver.is_none_or(|(_, until)| until <= now)
+                })
                 .map(|(id, _)| *id)
                 .take(max)
                 .collect();
-            ids.iter().filter_map(|id| channels.remove(id)).map(|e| e.state).collect()
+            ids.iter()
+                .filter_map(|id| channels.remove(id))
+                .map(|e| e.state)
+                .collect()
         };
         for state in &expired {
             self.drop_channel(state.id, state);
@@ -295,10 +350,17 @@ impl Store for MemoryStore {
         Ok(expired)
     }
 
-    async fn acquire_receiver(&self, id: ChannelId, holder: Id128, ttl: Duration) -> Result<bool, StoreError> {
+    async fn acquire_receiver(
+        &self,
+        id: ChannelId,
+        holder: Id128,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut channels = self.inner.channels.lock();
-        let Some(entry) = channels.by_id.get_mut(&id) else { return Ok(false) };
+        let Some(entry) = channels.by_id.get_mut(&id) else {
+            return Ok(false);
+        };
         match entry.receiver {
             Some((current, until)) if current != holder && until > now => Ok(false),
             _ => {
@@ -323,7 +385,12 @@ impl Store for MemoryStore {
             None => Vec::new(),
         };
         let channels = self.inner.channels.lock();
-        Ok(count(subscribers.iter().filter_map(|id| channels.by_id.get(id)).map(|e| &e.state)))
+        Ok(count(
+            subscribers
+                .iter()
+                .filter_map(|id| channels.by_id.get(id))
+                .map(|e| &e.state),
+        ))
     }
 
     async fn online(&self) -> Result<Presence, StoreError> {
@@ -338,14 +405,22 @@ impl Store for MemoryStore {
             .get(user)
             .into_iter()
             .flatten()
-            .filter(|id| channels.by_id.get(id).is_some_and(|e| e.state.closed.is_none()))
+            .filter(|id| {
+                channels
+                    .by_id
+                    .get(id)
+                    .is_some_and(|e| e.state.closed.is_none())
+            })
             .copied()
             .collect())
     }
 }
 
 fn count<'a>(states: impl Iterator<Item = &'a ChannelState>) -> Presence {
-    let mut presence = Presence { channels: 0, users: BTreeMap::new() };
+    let mut presence = Presence {
+        channels: 0,
+        users: BTreeMap::new(),
+    };
     for state in states {
         presence.channels += 1;
         if let Some(user) = &state.user {

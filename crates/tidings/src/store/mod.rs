@@ -48,7 +48,10 @@ pub struct Retention {
 impl Default for Retention {
     /// 1000 messages or 1 MiB per topic, whichever is reached first.
     fn default() -> Self {
-        Retention { messages: 1000, bytes: 1 << 20 }
+        Retention {
+            messages: 1000,
+            bytes: 1 << 20,
+        }
     }
 }
 
@@ -107,10 +110,20 @@ pub struct Presence {
 pub trait Store: Send + Sync + 'static {
     /// Appends a record to `topic` (creating the topic if needed) and returns its offset. Then
     /// drops the oldest records until `retention` holds, and wakes the topic's watchers.
-    async fn append(&self, topic: &Topic, record: Record, retention: Retention) -> Result<Offset, StoreError>;
+    async fn append(
+        &self,
+        topic: &Topic,
+        record: Record,
+        retention: Retention,
+    ) -> Result<Offset, StoreError>;
 
     /// Reads up to `max` records after `cursor`.
-    async fn read(&self, topic: &Topic, cursor: Cursor, max: usize) -> Result<ReadBatch, StoreError>;
+    async fn read(
+        &self,
+        topic: &Topic,
+        cursor: Cursor,
+        max: usize,
+    ) -> Result<ReadBatch, StoreError>;
 
     /// Watches the head of `topic` (the cursor of its last record), creating the topic if needed.
     /// The receiver changes whenever a record is appended.
@@ -135,11 +148,20 @@ pub trait Store: Send + Sync + 'static {
     async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError>;
 
     /// Saves how far a channel's topics were delivered. Topics it no longer follows are ignored.
-    async fn save_cursors(&self, id: ChannelId, cursors: &[(Topic, Cursor)]) -> Result<(), StoreError>;
+    async fn save_cursors(
+        &self,
+        id: ChannelId,
+        cursors: &[(Topic, Cursor)],
+    ) -> Result<(), StoreError>;
 
     /// Marks a channel closed with `code` and `reason`; the first close wins. Returns whether
     /// this call closed it.
-    async fn mark_closed(&self, id: ChannelId, code: CloseCode, reason: &str) -> Result<bool, StoreError>;
+    async fn mark_closed(
+        &self,
+        id: ChannelId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Keeps a channel alive for `ttl` from now. Returns false if it is unknown.
     async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError>;
@@ -152,7 +174,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes the one-receiver lock of a channel for `holder`, for `ttl`. Succeeds if the lock is
     /// free, expired, or already held by `holder` (which renews it).
-    async fn acquire_receiver(&self, id: ChannelId, holder: Id128, ttl: Duration) -> Result<bool, StoreError>;
+    async fn acquire_receiver(
+        &self,
+        id: ChannelId,
+        holder: Id128,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Releases the receiver lock if `holder` holds it.
     async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError>;

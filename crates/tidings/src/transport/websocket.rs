@@ -36,8 +36,12 @@ enum End {
 }
 
 /// Serves one WebSocket connection until it ends.
-pub(crate) async fn serve<S, E>(shared: Arc<Shared>, mut socket: S, identity: Identity, flavor: Flavor)
-where
+pub(crate) async fn serve<S, E>(
+    shared: Arc<Shared>,
+    mut socket: S,
+    identity: Identity,
+    flavor: Flavor,
+) where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
     let (session, mut reader) = match session::open(&shared, identity).await {
@@ -63,7 +67,13 @@ where
     session.finish(Some(&reader), closed).await;
 }
 
-async fn run<S, E>(shared: &Shared, session: &Session, reader: &mut Reader, socket: &mut S, flavor: Flavor) -> End
+async fn run<S, E>(
+    shared: &Shared,
+    session: &Session,
+    reader: &mut Reader,
+    socket: &mut S,
+    flavor: Flavor,
+) -> End
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
@@ -137,9 +147,17 @@ fn text(s: &'static str) -> Message {
     Message::Text(Utf8Bytes::from_static(s))
 }
 
-async fn write_messages<S: Sink<Message> + Unpin>(socket: &mut S, flavor: Flavor, messages: &[Payload]) -> Result<(), S::Error> {
+async fn write_messages<S: Sink<Message> + Unpin>(
+    socket: &mut S,
+    flavor: Flavor,
+    messages: &[Payload],
+) -> Result<(), S::Error> {
     match (flavor, messages) {
-        (Flavor::SockJs, [one]) => socket.send(Message::Text(one.sockjs_ws_frame().clone())).await,
+        (Flavor::SockJs, [one]) => {
+            socket
+                .send(Message::Text(one.sockjs_ws_frame().clone()))
+                .await
+        }
         (Flavor::SockJs, many) => {
             let encoded: Vec<_> = many.iter().map(Payload::sockjs).collect();
             let frame = sockjs::messages_frame(&encoded);
@@ -149,25 +167,189 @@ async fn write_messages<S: Sink<Message> + Unpin>(socket: &mut S, flavor: Flavor
         }
         (Flavor::Raw, many) => {
             for message in many {
-                socket.feed(Message::Text(message.ws_text().clone())).await?;
+                socket
+                    .feed(Message::Text(message.ws_text().clone()))
+                    .await?;
             }
             socket.flush().await
         }
     }
 }
 
-async fn write_close<S: Sink<Message> + Unpin>(socket: &mut S, flavor: Flavor, closed: &Closed) -> Result<(), S::Error> {
+async fn write_close<S: Sink<Message> + Unpin>(
+    socket: &mut S,
+    flavor: Flavor,
+    closed: &Closed,
+) -> Result<(), S::Error> {
     let reason = tidings_core::close::truncate_reason(&closed.reason);
     if flavor == Flavor::SockJs {
-        socket.send(Message::Text(sockjs::close_frame(closed.code, reason).into())).await?;
+        socket
+            .send(Message::Text(
+                sockjs::close_frame(closed.code, reason).into(),
+            ))
+            .await?;
     }
     // SockJS-only codes such as 2010 are not valid in a WebSocket close frame.
-    let code = if valid_in_websocket(closed.code) { closed.code.as_u16() } else { 1000 };
-    let frame = CloseFrame { code, reason: reason.into() };
+    let code = if valid_in_websocket(closed.code) {
+        closed.code.as_u16()
+    } else {
+        1000
+    };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
     socket.send(Message::Close(Some(frame))).await?;
     socket.close().await
 }
 
 fn valid_in_websocket(code: CloseCode) -> bool {
     matches!(code.as_u16(), 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use futures::channel::mpsc;
+
+    use super::*;
+    use crate::Tidings;
+
+    /// A WebSocket stand-in: what the test pushes is what the server reads, and what the server
+    /// writes comes out of the other end.
+    struct Duplex {
+        incoming: mpsc::UnboundedReceiver<Message>,
+        outgoing: mpsc::UnboundedSender<Message>,
+    }
+
+    impl Stream for Duplex {
+        type Item = Result<Message, Infallible>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_next_unpin(cx).map(|m| m.map(Ok))
+        }
+    }
+
+    impl Sink<Message> for Duplex {
+        type Error = mpsc::SendError;
+
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.outgoing.poll_ready_unpin(cx)
+        }
+
+        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.outgoing.start_send_unpin(item)
+        }
+
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.outgoing.poll_flush_unpin(cx)
+        }
+
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.outgoing.poll_close_unpin(cx)
+        }
+    }
+
+    fn start(
+        tidings: &Tidings,
+        flavor: Flavor,
+    ) -> (
+        mpsc::UnboundedSender<Message>,
+        mpsc::UnboundedReceiver<Message>,
+    ) {
+        let (to_server, incoming) = mpsc::unbounded();
+        let (outgoing, from_server) = mpsc::unbounded();
+        let socket = Duplex { incoming, outgoing };
+        tokio::spawn(serve(
+            tidings.shared_for_tests(),
+            socket,
+            Identity::anonymous(),
+            flavor,
+        ));
+        (to_server, from_server)
+    }
+
+    fn echo() -> Tidings {
+        Tidings::builder()
+            .on_message(|channel, text| async move {
+                channel.send(text).await.expect("echo");
+            })
+            .build()
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Message>) -> Message {
+        rx.next().await.expect("server wrote something")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_after_exactly_the_configured_idle_time() {
+        let tidings = echo();
+        let (to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        assert_eq!(next(&mut from_server).await, text("o"));
+        let opened = Instant::now();
+        assert_eq!(next(&mut from_server).await, text("h"));
+        assert_eq!(opened.elapsed(), Duration::from_secs(25));
+
+        // Traffic postpones the heartbeat: it comes 25 s after the last write, not on a grid.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        to_server.unbounded_send(text(r#"["x"]"#)).expect("send");
+        assert_eq!(next(&mut from_server).await, text(r#"a["x"]"#));
+        let echoed = Instant::now();
+        assert_eq!(next(&mut from_server).await, text("h"));
+        assert_eq!(echoed.elapsed(), Duration::from_secs(25));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn raw_heartbeat_is_a_ping() {
+        let tidings = Tidings::builder().heartbeat(Duration::from_secs(5)).build();
+        let (_to_server, mut from_server) = start(&tidings, Flavor::Raw);
+        let opened = Instant::now();
+        assert!(matches!(next(&mut from_server).await, Message::Ping(_)));
+        assert_eq!(opened.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_heartbeats_is_not_swept() {
+        let tidings = Tidings::builder()
+            .heartbeat(Duration::from_secs(1))
+            .disconnect_delay(Duration::from_secs(1))
+            .build();
+        let (_to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        assert_eq!(next(&mut from_server).await, text("o"));
+        for _ in 0..30 {
+            assert_eq!(next(&mut from_server).await, text("h"));
+        }
+        assert_eq!(tidings.hub().online().await.expect("online").channels, 1);
+    }
+
+    #[tokio::test]
+    async fn client_close_removes_the_channel() {
+        let tidings = echo();
+        let mut events = tidings.hub().events();
+        let (to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        assert_eq!(next(&mut from_server).await, text("o"));
+        to_server
+            .unbounded_send(Message::Close(None))
+            .expect("send");
+        loop {
+            if let Ok(crate::Event::Disconnected { code, .. }) = events.recv().await {
+                assert_eq!(code, CloseCode::NORMAL);
+                break;
+            }
+        }
+        assert_eq!(tidings.hub().online().await.expect("online").channels, 0);
+    }
 }
