@@ -23,3 +23,8 @@ lint:
 # Load test with 1000 subscribers (release build).
 bench:
     cargo run --release --example load -- --subscribers 1000
+
+# Fuzz the parsers that read client bytes for a while (needs nightly and `cargo install cargo-fuzz`).
+fuzz seconds="60":
+    cd crates/tidings-core/fuzz && cargo +nightly fuzz run client_payload -- -max_total_time={{seconds}}
+    cd crates/tidings-core/fuzz && cargo +nightly fuzz run escape -- -max_total_time={{seconds}}
