@@ -59,7 +59,7 @@ table! {
     /// The client sent a frame that is not valid for the protocol (broken JSON).
     INVALID_PAYLOAD = 1007, "Broken JSON encoding", false, "the client sent a malformed frame";
     /// The request was refused by policy (origin or authentication).
-    POLICY = 1008, "Policy violation", false, "the origin or the credentials were refused";
+    POLICY = 1008, "Policy violation", false, "policy refused the channel after the handshake (the per-user channel limit); origins and credentials are refused with an HTTP status before it";
     /// The client sent a message over the configured size limit.
     TOO_BIG = 1009, "Message too big", false, "the client sent a message over `max_message_size`";
     /// An internal error ended the session.

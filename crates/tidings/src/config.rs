@@ -34,6 +34,9 @@ pub struct Config {
     /// How many messages a channel may fall behind a topic's head before it is treated as
     /// lagging (SockJS: closed with [`CloseCode::LAGGED`](crate::CloseCode::LAGGED)). Default 1000.
     pub max_lag: u64,
+    /// How long a topic that no channel follows is kept after its last message, so a client
+    /// that comes back soon can still resume from it. Default 1 hour.
+    pub topic_idle_ttl: Duration,
     /// Origins allowed to open channels (`scheme://host[:port]`), or `None` for any.
     /// Default `None`.
     pub allowed_origins: Option<Vec<String>>,
@@ -51,6 +54,7 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             retention: Retention::default(),
             max_lag: 1000,
+            topic_idle_ttl: Duration::from_secs(3600),
             allowed_origins: None,
             max_channels_per_user: 100,
             websocket: true,
@@ -141,6 +145,12 @@ impl Builder {
     /// See [`Config::max_lag`].
     pub fn max_lag(mut self, messages: u64) -> Self {
         self.config.max_lag = messages;
+        self
+    }
+
+    /// See [`Config::topic_idle_ttl`].
+    pub fn topic_idle_ttl(mut self, ttl: Duration) -> Self {
+        self.config.topic_idle_ttl = ttl;
         self
     }
 

@@ -178,8 +178,9 @@ impl Hub {
         Ok(self.inner.store.online().await?)
     }
 
-    /// Connect and disconnect notifications from now on. A receiver that falls more than 1024
-    /// events behind gets `RecvError::Lagged` and continues with the newest.
+    /// Connect and disconnect notifications from now on, at most once per channel each. A
+    /// receiver that falls more than 1024 events behind gets `RecvError::Lagged`, then continues
+    /// with the oldest event still held.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
     }

@@ -105,14 +105,20 @@ pub(crate) fn error_response(error: &Error) -> Response {
 }
 
 fn bad_upgrade(headers: &axum::http::HeaderMap) -> Response {
-    let upgrade_ok = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let body = if upgrade_ok {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    };
+    let body = if !has(header::UPGRADE, "websocket") {
+        "Can \"Upgrade\" only to \"WebSocket\".\n"
+    } else if !has(header::CONNECTION, "upgrade") {
         "\"Connection\" must be \"Upgrade\".\n"
     } else {
-        "Can \"Upgrade\" only to \"WebSocket\".\n"
+        "Not a valid websocket request\n"
     };
     plain(StatusCode::BAD_REQUEST, body)
 }

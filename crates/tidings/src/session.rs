@@ -122,8 +122,13 @@ impl Session {
         let _ = store
             .mark_closed(self.channel.id(), closed.code, &closed.reason)
             .await;
-        if let Err(error) = store.remove_channel(self.channel.id()).await {
-            tracing::warn!(%error, channel = %self.channel.id(), "could not remove a closed channel");
+        match store.remove_channel(self.channel.id()).await {
+            Ok(Some(_)) => {}
+            // The sweeper removed it first and has told the application already.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, channel = %self.channel.id(), "could not remove a closed channel");
+            }
         }
         self.shared.closed(self.channel, closed).await;
     }

@@ -127,6 +127,10 @@ impl Shared {
     }
 
     async fn sweep(&self) {
+        let idle = self.config.topic_idle_ttl;
+        if let Err(error) = self.hub.store().drop_idle_topics(idle, SWEEP_BATCH).await {
+            tracing::warn!(%error, "could not drop idle topics");
+        }
         let expired = match self.hub.store().take_expired(SWEEP_BATCH).await {
             Ok(expired) => expired,
             Err(error) => {

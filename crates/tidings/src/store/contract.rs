@@ -60,6 +60,70 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     expiry_spares_receiver(make()).await;
     receiver_lock(make()).await;
     concurrent_publishers(make()).await;
+    idle_topics(make()).await;
+}
+
+/// Checks that a topic nobody follows is dropped once idle, that a followed or recently used
+/// topic is kept, and that a dropped topic comes back in a new epoch (so old cursors see a gap).
+pub async fn idle_topics<S: Store>(store: S) {
+    let idle = topic("idle-unfollowed");
+    let busy = topic("idle-recent");
+    let followed = topic("idle-followed");
+    store
+        .append(&idle, message("old"), ample())
+        .await
+        .expect("append");
+    store
+        .append(&followed, message("kept"), ample())
+        .await
+        .expect("append");
+    create(&store, None, &[&followed], Duration::from_secs(60)).await;
+    let before = head(&store, &idle).await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    store
+        .append(&busy, message("fresh"), ample())
+        .await
+        .expect("append");
+    let mut dropped = 0;
+    for _ in 0..20 {
+        dropped += store
+            .drop_idle_topics(Duration::from_millis(100), 1_000_000)
+            .await
+            .expect("drop");
+        let gone = store.read(&idle, before, 10).await.expect("read");
+        if gone.gap.is_some_and(|g| g.epoch_changed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        dropped >= 1,
+        "[idle_topics] an idle, unfollowed topic must be dropped"
+    );
+    let after = store.read(&idle, before, 10).await.expect("read");
+    assert!(
+        after.gap.is_some_and(|g| g.epoch_changed) && after.records.is_empty(),
+        "[idle_topics] a dropped topic must come back empty, in a new epoch: {after:?}"
+    );
+    let busy_read = store
+        .read(
+            &busy,
+            Cursor::new(head(&store, &busy).await.epoch, Offset::ZERO),
+            10,
+        )
+        .await
+        .expect("read");
+    assert_eq!(
+        busy_read.records.len(),
+        1,
+        "[idle_topics] a recently used topic must be kept"
+    );
+    let followed_head = head(&store, &followed).await;
+    assert_eq!(
+        followed_head.offset,
+        Offset(1),
+        "[idle_topics] a followed topic must be kept"
+    );
 }
 
 /// Checks that offsets start at 1 and increase by one per append, that each topic numbers its
@@ -1582,6 +1646,10 @@ mod tests {
 
         async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError> {
             self.inner.take_expired(max).await
+        }
+
+        async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError> {
+            self.inner.drop_idle_topics(idle, max).await
         }
 
         async fn acquire_receiver(

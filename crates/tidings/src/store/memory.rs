@@ -76,6 +76,8 @@ struct Log {
     bytes: usize,
     last: Offset,
     subscribers: HashSet<ChannelId>,
+    /// When the last record was appended (or the topic created), for dropping idle topics.
+    touched: Instant,
 }
 
 struct Entry {
@@ -110,6 +112,7 @@ impl MemoryStore {
                         bytes: 0,
                         last: Offset::ZERO,
                         subscribers: HashSet::new(),
+                        touched: Instant::now(),
                     }),
                     head,
                 })
@@ -156,6 +159,7 @@ impl Store for MemoryStore {
             let mut log = topic_log.log.write();
             let offset = log.last.next();
             log.last = offset;
+            log.touched = Instant::now();
             log.bytes += record.len();
             log.records.push_back((offset, record));
             while log.records.len() > retention.messages.max(1)
@@ -348,6 +352,24 @@ impl Store for MemoryStore {
             self.drop_channel(state.id, state);
         }
         Ok(expired)
+    }
+
+    async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError> {
+        let now = Instant::now();
+        let mut topics = self.inner.topics.write();
+        let idle_topics: Vec<Topic> = topics
+            .iter()
+            .filter(|(_, t)| {
+                let log = t.log.read();
+                log.subscribers.is_empty() && log.touched + idle <= now
+            })
+            .map(|(name, _)| name.clone())
+            .take(max)
+            .collect();
+        for name in &idle_topics {
+            topics.remove(name);
+        }
+        Ok(idle_topics.len())
     }
 
     async fn acquire_receiver(

@@ -172,6 +172,10 @@ pub trait Store: Send + Sync + 'static {
     /// Removes and returns channels whose time to live has passed while no receiver held them.
     async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError>;
 
+    /// Drops up to `max` topics that no channel follows and that had no append for `idle`;
+    /// returns how many. A topic created again later starts a new epoch.
+    async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError>;
+
     /// Takes the one-receiver lock of a channel for `holder`, for `ttl`. Succeeds if the lock is
     /// free, expired, or already held by `holder` (which renews it).
     async fn acquire_receiver(

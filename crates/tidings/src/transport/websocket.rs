@@ -33,6 +33,17 @@ enum End {
     Close(Closed),
     /// The connection is already gone (or must be dropped without a close); record this.
     Gone(Closed),
+    /// The client sent a close frame; answer it, then record this.
+    ClientClosed(Closed),
+}
+
+/// How the application hears of a close the client started: the client's code when it is one
+/// that may travel on the wire, else 1000.
+fn client_close(frame: Option<CloseFrame>) -> Closed {
+    match frame.map(|f| (CloseCode::from_stored(f.code), f.reason)) {
+        Some((Ok(code), reason)) => Closed::new(code, reason.as_str()),
+        _ => Closed::by(CloseCode::NORMAL),
+    }
 }
 
 /// Serves one WebSocket connection until it ends.
@@ -62,6 +73,11 @@ pub(crate) async fn serve<S, E>(
             let _ = write_close(&mut socket, flavor, &closed).await;
             closed
         }
+        End::ClientClosed(closed) => {
+            // Flushes the close reply the WebSocket layer queued when the client's close arrived.
+            let _ = socket.close().await;
+            closed
+        }
         End::Gone(closed) => closed,
     };
     session.finish(Some(&reader), closed).await;
@@ -89,7 +105,7 @@ where
             incoming = socket.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) => return End::Gone(Closed::by(CloseCode::NORMAL)),
+                    Some(Ok(Message::Close(frame))) => return End::ClientClosed(client_close(frame)),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => return End::Close(Closed::new(CloseCode::INVALID_PAYLOAD, "Binary messages are not supported")),
                     Some(Err(_)) | None => return End::Gone(Closed::by(CloseCode::INTERRUPTED)),
@@ -133,9 +149,11 @@ where
                         return End::Gone(Closed::by(CloseCode::INTERRUPTED));
                     }
                     last_write = Instant::now();
-                    if let Err(error) = session.keep_alive().await {
-                        tracing::warn!(%error, "could not renew a channel");
-                    }
+                }
+                // The timer fires at least once per heartbeat, busy or idle, so this renews the
+                // channel in the store well within its time to live.
+                if let Err(error) = session.keep_alive().await {
+                    tracing::warn!(%error, "could not renew a channel");
                 }
                 timer.as_mut().reset(last_write + heartbeat);
             }
@@ -333,6 +351,44 @@ mod tests {
             assert_eq!(next(&mut from_server).await, text("h"));
         }
         assert_eq!(tidings.hub().online().await.expect("online").channels, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_is_not_swept() {
+        let (tx, mut closes) = tokio::sync::mpsc::unbounded_channel();
+        let tidings = Tidings::builder()
+            .heartbeat(Duration::from_secs(1))
+            .disconnect_delay(Duration::from_secs(1))
+            .on_message(|channel, text| async move {
+                channel.send(text).await.expect("echo");
+            })
+            .on_close(move |_, closed| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(closed.code);
+                }
+            })
+            .build();
+        let (to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        assert_eq!(next(&mut from_server).await, text("o"));
+        // Output more often than the heartbeat, so no heartbeat is ever due, for 20 TTLs.
+        for i in 0..120 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            to_server
+                .unbounded_send(Message::Text(format!(r#"["{i}"]"#).into()))
+                .expect("send");
+            assert_eq!(
+                next(&mut from_server).await,
+                Message::Text(format!(r#"a["{i}"]"#).into())
+            );
+        }
+        assert_eq!(tidings.hub().online().await.expect("online").channels, 1);
+        to_server
+            .unbounded_send(Message::Close(None))
+            .expect("close");
+        assert_eq!(closes.recv().await, Some(CloseCode::NORMAL));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(closes.try_recv().is_err(), "on_close must run once");
     }
 
     #[tokio::test]
