@@ -44,6 +44,19 @@ pub struct Config {
     pub max_channels_per_user: usize,
     /// Whether the WebSocket endpoints are served. Default true.
     pub websocket: bool,
+    /// Where the SockJS iframe page (`<prefix>/iframe.html`) loads sockjs-client from. It
+    /// should be the same sockjs-client release the application's pages use (the client checks
+    /// the versions match), reachable by the browser. Default
+    /// [`Config::DEFAULT_SOCKJS_URL`]; set through [`Builder::sockjs_url`], which checks it.
+    pub sockjs_url: String,
+    /// Whether SockJS sets a `JSESSIONID` cookie on session URLs, for load balancers that keep
+    /// a client on one node by that cookie. `/info` reports it to the client (as
+    /// `cookie_needed`), which then sends credentials with its XHRs. Default false.
+    pub cookie_needed: bool,
+    /// How many bytes of frames a SockJS streaming response (xhr-streaming, EventSource,
+    /// htmlfile) carries before the server ends it and the client opens the next one, so
+    /// the browser can free what it has read. Used by the streaming transports. Default 128 KiB.
+    pub response_limit: usize,
 }
 
 impl Default for Config {
@@ -58,11 +71,19 @@ impl Default for Config {
             allowed_origins: None,
             max_channels_per_user: 100,
             websocket: true,
+            sockjs_url: Config::DEFAULT_SOCKJS_URL.to_owned(),
+            cookie_needed: false,
+            response_limit: 128 * 1024,
         }
     }
 }
 
 impl Config {
+    /// The default [`sockjs_url`](Config::sockjs_url): sockjs-client 1.x from jsDelivr, as
+    /// sockjs-node.
+    pub const DEFAULT_SOCKJS_URL: &'static str =
+        "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+
     /// Whether a request with this `Origin` header may open a channel.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match (&self.allowed_origins, origin) {
@@ -176,6 +197,35 @@ impl Builder {
         self
     }
 
+    /// See [`Config::sockjs_url`]. The URL must start with `/`, `http://` or `https://` and
+    /// contain no whitespace, control characters, `"`, `<` or `>`; any other value is ignored,
+    /// with a warning in the log, and the previous one stays.
+    pub fn sockjs_url(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        if crate::sockjs::iframe::valid_sockjs_url(&url) {
+            self.config.sockjs_url = url;
+        } else {
+            tracing::warn!(
+                url,
+                kept = self.config.sockjs_url,
+                "sockjs_url ignored: it must start with `/`, `http://` or `https://`"
+            );
+        }
+        self
+    }
+
+    /// See [`Config::cookie_needed`].
+    pub fn cookie_needed(mut self, enabled: bool) -> Self {
+        self.config.cookie_needed = enabled;
+        self
+    }
+
+    /// See [`Config::response_limit`].
+    pub fn response_limit(mut self, bytes: usize) -> Self {
+        self.config.response_limit = bytes;
+        self
+    }
+
     /// The store behind the service. Default: a fresh [`MemoryStore`].
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Arc::new(store);
@@ -229,5 +279,31 @@ impl Builder {
     /// Builds the service. No task is started until the first channel opens.
     pub fn build(self) -> Tidings {
         Tidings::new(self.config, self.store, self.handlers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockjs_defaults() {
+        let config = Config::default();
+        assert_eq!(
+            config.sockjs_url,
+            "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+        );
+        assert!(!config.cookie_needed);
+        assert_eq!(config.response_limit, 131_072);
+    }
+
+    #[test]
+    fn invalid_sockjs_url_is_ignored() {
+        let builder = Builder::default().sockjs_url("/static/sockjs.min.js");
+        assert_eq!(builder.config.sockjs_url, "/static/sockjs.min.js");
+        let builder = builder.sockjs_url("sockjs.min.js").sockjs_url("/x\".js");
+        assert_eq!(builder.config.sockjs_url, "/static/sockjs.min.js");
+        let builder = builder.sockjs_url(String::from("http://localhost/sockjs.js"));
+        assert_eq!(builder.config.sockjs_url, "http://localhost/sockjs.js");
     }
 }

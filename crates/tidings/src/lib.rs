@@ -10,6 +10,7 @@ mod id;
 pub mod message;
 mod router;
 mod session;
+mod sockjs;
 pub mod store;
 mod tidings;
 mod topic;

@@ -4,24 +4,50 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Path, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::extract::{FromRequestParts, OriginalUri, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use crate::error::Error;
 use crate::handshake::{Handshake, Identity};
 use crate::http_util::{method_not_allowed, not_found, plain};
+use crate::sockjs::{iframe, info};
 use crate::tidings::Shared;
 use crate::transport::websocket::{self, Flavor};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let page = Arc::new(iframe::Page::new(&shared.config.sockjs_url));
     Router::new()
         .route("/", any(greeting))
+        .route("/info", any(info::serve))
+        // Every other single segment: the iframe page under its names, 404 for the rest.
+        .route(
+            "/{file}",
+            any(move |method: Method, uri: Uri, headers: HeaderMap| {
+                std::future::ready(page.serve(&method, &uri, &headers))
+            }),
+        )
         .route("/websocket", any(raw_websocket))
         .route("/{server}/{session}/websocket", any(sockjs_websocket))
         .fallback(|| async { not_found() })
+        .layer(middleware::from_fn(doubled_slash))
         .with_state(shared)
+}
+
+/// 404 for `<prefix>//…`. `nest_service` strips `<prefix>/` from it just as from `<prefix>/…`,
+/// so without this check `<prefix>//` would get the greeting and `<prefix>//info` the info;
+/// SockJS wants both to be 404.
+async fn doubled_slash(original: OriginalUri, request: Request, next: Next) -> Response {
+    let doubled = original
+        .path()
+        .strip_suffix(request.uri().path())
+        .is_some_and(|prefix| prefix.ends_with('/'));
+    if doubled {
+        return not_found();
+    }
+    next.run(request).await
 }
 
 async fn greeting(method: Method) -> Response {
