@@ -104,7 +104,8 @@ pub struct Presence {
 
 /// Storage behind every session: topics with offsets, channel state, receiver locks.
 ///
-/// Implementations must pass [`contract`] (enable the `contract` feature). All methods are cancel
+/// Implementations must pass the contract suite in `tidings::store::contract` (enable the
+/// `contract` feature). All methods are cancel
 /// safe in the sense that a dropped call either took effect or did not, never half.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
