@@ -27,7 +27,8 @@ pub struct Config {
     /// Close a session that has had no receiving connection for this long. Default 5 s.
     pub disconnect_delay: Duration,
     /// Largest incoming message, in bytes of its wire frame. Larger messages close the session
-    /// with [`CloseCode::TOO_BIG`](crate::CloseCode::TOO_BIG). Default 64 KiB.
+    /// with [`CloseCode::TOO_BIG`](crate::CloseCode::TOO_BIG). Default 1 MiB: sockjs-client batches queued sends into one frame, so a
+    /// limit near the largest single message would refuse bursts of them.
     pub max_message_size: usize,
     /// How much history every topic keeps. Default 1000 messages or 1 MiB.
     pub retention: Retention,
@@ -64,7 +65,7 @@ impl Default for Config {
         Config {
             heartbeat: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),
-            max_message_size: 64 * 1024,
+            max_message_size: 1 << 20,
             retention: Retention::default(),
             max_lag: 1000,
             topic_idle_ttl: Duration::from_secs(3600),
