@@ -1,0 +1,239 @@
+//! A bounded loopback load program: one publisher and many WebSocket subscribers on the
+//! broadcast service, measured against a plain axum WebSocket broadcast server.
+//!
+//! ```text
+//! cargo run --release --example load -- --subscribers 1000
+//! cargo run --release --example load -- --subscribers 1000 --rate 2000 --transport both --json
+//! ```
+//!
+//! Each target runs in its own child process (this program, re-executed with a hidden
+//! `--serve`): the Tidings broadcast service of `examples/broadcast/app.rs` over SockJS or raw
+//! WebSocket, then the baseline of `baseline.rs` (axum WebSocket + `tokio::sync::broadcast`).
+//! With `taskset` available the server runs on CPU 0 and this program on CPU 1. For each target
+//! it prints delivered messages/s, latency p50/p99/max, lost, duplicated and out-of-order
+//! messages, the server's resident memory per connection and its CPU use, then the ratio of
+//! each Tidings target's delivered messages/s to the baseline's. Every run ends when each
+//! subscriber has every message or after `--timeout` (plus at most a second for messages
+//! already in flight). `docs/benchmarks.md` describes the method and records results.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[path = "../broadcast/app.rs"]
+mod app;
+mod baseline;
+mod client;
+mod report;
+mod run;
+mod server;
+
+use run::{Framing, Plan, Target};
+use server::ServerKind;
+
+/// Set in the environment of the copy of this program that runs pinned under `taskset`.
+const PINNED_ENV: &str = "TIDINGS_LOAD_PINNED";
+const SERVER_CPU: usize = 0;
+const LOAD_CPU: usize = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Measure Tidings' broadcast against a plain axum WebSocket broadcast, on 127.0.0.1"
+)]
+struct Args {
+    /// WebSocket subscribers per run.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Messages the publisher sends per run.
+    #[arg(long, default_value_t = 2000)]
+    messages: u64,
+    /// Messages per second; 0 sends as fast as the server takes them.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Bytes per message (at least the sequence number and timestamp it carries).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// The Tidings transport to measure (`none`: only the baseline).
+    #[arg(long, value_enum, default_value_t = TransportArg::Sockjs)]
+    transport: TransportArg,
+    /// Skip the baseline run (and so the ratio).
+    #[arg(long)]
+    no_baseline: bool,
+    /// Seconds each run may take, connecting included. When it is up, publishing stops and
+    /// messages already sent get at most one more second to arrive; what has not is lost.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Subscribers connecting at the same time.
+    #[arg(long, default_value_t = 100)]
+    connect_concurrency: usize,
+    /// Messages the server retains; a subscriber further behind is closed (3001).
+    #[arg(long, default_value_t = 10_000)]
+    retention: usize,
+    /// Do not pin the server and this program to CPUs with `taskset`.
+    #[arg(long)]
+    no_pin: bool,
+    /// Print one JSON summary line on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Internal: run a server instead of measuring one.
+    #[arg(long, value_enum, hide = true)]
+    serve: Option<ServerKind>,
+    /// Internal: where `--serve` listens.
+    #[arg(long, hide = true, default_value = "127.0.0.1:0")]
+    addr: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    /// SockJS frames over WebSocket.
+    Sockjs,
+    /// One WebSocket message per application message.
+    Raw,
+    /// SockJS, then raw.
+    Both,
+    /// No Tidings run: only the baseline.
+    None,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(kind) = args.serve {
+        return server::serve(kind, &args.addr, args.retention);
+    }
+    let cpus = cpu_count();
+    let pin = !args.no_pin && cpus > LOAD_CPU && on_path("taskset");
+    if pin && std::env::var_os(PINNED_ENV).is_none() {
+        // Run this very command again on its own CPU; `exec` only returns on failure.
+        let error = match std::env::current_exe() {
+            Ok(exe) => Command::new("taskset")
+                .arg("-c")
+                .arg(LOAD_CPU.to_string())
+                .arg(exe)
+                .args(std::env::args_os().skip(1))
+                .env(PINNED_ENV, "1")
+                .exec(),
+            Err(error) => error,
+        };
+        eprintln!("load: could not re-run under taskset ({error}); running unpinned");
+        return measure_all(&args, cpus, false);
+    }
+    measure_all(&args, cpus, pin)
+}
+
+fn measure_all(args: &Args, cpus: usize, pinned: bool) -> ExitCode {
+    if let Some(limit) = open_files_limit() {
+        let needed = args.subscribers as u64 + 64;
+        if limit < needed {
+            eprintln!(
+                "load: {} subscribers need about {needed} file descriptors but the limit is {limit}; \
+                 raise it with `ulimit -n {needed}` (or fewer --subscribers)",
+                args.subscribers
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let plan = Plan {
+        subscribers: args.subscribers,
+        messages: args.messages,
+        rate: args.rate,
+        size: args.size,
+        retention: args.retention,
+        timeout: Duration::from_secs(args.timeout),
+        connect_concurrency: args.connect_concurrency,
+        server_cpu: pinned.then_some(SERVER_CPU),
+    };
+    let mut targets = Vec::new();
+    if matches!(args.transport, TransportArg::Sockjs | TransportArg::Both) {
+        targets.push(Target {
+            name: "tidings-sockjs",
+            server: ServerKind::Tidings,
+            framing: Framing::SockJs,
+        });
+    }
+    if matches!(args.transport, TransportArg::Raw | TransportArg::Both) {
+        targets.push(Target {
+            name: "tidings-raw",
+            server: ServerKind::Tidings,
+            framing: Framing::Raw,
+        });
+    }
+    if !args.no_baseline {
+        targets.push(Target {
+            name: "baseline",
+            server: ServerKind::Baseline,
+            framing: Framing::Raw,
+        });
+    }
+
+    // One worker per CPU this process may use: one when pinned, so the load side never
+    // competes with the server for its core.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("load: cannot start a runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    let (outcomes, failures) = runtime.block_on(async {
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            if !args.json {
+                eprintln!("load: measuring {} ...", target.name);
+            }
+            match run::measure(*target, &plan, i).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(run::Failed(error)) => failures.push((target.name, error)),
+            }
+        }
+        (outcomes, failures)
+    });
+    let context = report::Context {
+        plan: &plan,
+        pinned,
+        cpus,
+        loadavg,
+    };
+    let table = report::table(&context, &outcomes, &failures);
+    if args.json {
+        eprint!("{table}");
+        println!("{}", report::json_line(&context, &outcomes, &failures));
+    } else {
+        print!("{table}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// CPUs of the machine (not only those this process may use).
+fn cpu_count() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
+        .ok()
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
