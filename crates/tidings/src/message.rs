@@ -31,9 +31,19 @@ impl Payload {
         let sockjs = Encoded::new(&text);
         // The frame is built from `str` pieces, so this check cannot fail; it runs once per
         // message, not once per recipient.
-        let sockjs_ws = Utf8Bytes::try_from(sockjs.frame().clone()).unwrap_or_default();
+        let frame = sockjs.frame();
+        let sockjs_ws = Utf8Bytes::try_from(frame.clone()).unwrap_or_default();
+        // When escaping changed nothing, the frame is `a["<text>"]`: the text is then a slice of
+        // the frame, so every form of the message shares one allocation and one reference
+        // count. Fan-out clones these bytes once per recipient, and a second allocation per
+        // message cost a measurable share of raw WebSocket throughput (docs/benchmarks.md).
+        let text = if frame.len() == text.len() + 5 {
+            Utf8Bytes::try_from(frame.slice(3..3 + text.len())).unwrap_or_default()
+        } else {
+            Utf8Bytes::from(text)
+        };
         Payload(Arc::new(Inner {
-            text: Utf8Bytes::from(text),
+            text,
             sockjs,
             sockjs_ws,
         }))
@@ -67,6 +77,30 @@ impl Payload {
     /// Whether the text is empty.
     pub fn is_empty(&self) -> bool {
         self.0.text.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_message_holds_the_same_text() {
+        for text in [
+            "plain",
+            "",
+            "quote\"",
+            "line\nbreak",
+            "\u{2028}",
+            "caf\u{e9} \u{1f600}",
+        ] {
+            let payload = Payload::new(text);
+            assert_eq!(payload.text(), text);
+            assert_eq!(payload.ws_text().as_str(), text);
+            let decoded: Vec<String> =
+                serde_json::from_str(&payload.sockjs_ws_frame().as_str()[1..]).unwrap();
+            assert_eq!(decoded, [text]);
+        }
     }
 }
 
