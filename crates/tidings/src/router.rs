@@ -13,6 +13,7 @@ use axum::routing::any;
 use crate::error::Error;
 use crate::handshake::{Handshake, Identity};
 use crate::http_util::{method_not_allowed, not_found, plain};
+use crate::session::check_user_limit;
 use crate::sockjs::{iframe, info};
 use crate::tidings::Shared;
 use crate::transport::websocket::{self, Flavor};
@@ -114,18 +115,9 @@ pub(crate) async fn admit(shared: &Shared, handshake: Handshake) -> Result<Ident
     let identity = (shared.handlers.auth)(handshake)
         .await
         .map_err(IntoResponse::into_response)?;
-    if let Some(user) = &identity.user {
-        let limit = shared.config.max_channels_per_user;
-        let open = shared
-            .hub
-            .store()
-            .user_channels(user)
-            .await
-            .map_err(|e| error_response(&e.into()))?;
-        if open.len() >= limit {
-            return Err(error_response(&Error::TooManyChannels { limit }));
-        }
-    }
+    check_user_limit(shared, &identity)
+        .await
+        .map_err(|e| error_response(&e))?;
     Ok(identity)
 }
 

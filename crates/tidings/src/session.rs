@@ -48,14 +48,7 @@ pub(crate) async fn open(
 ) -> Result<(Session, Reader), Error> {
     let store = shared.hub.store();
     let config = &shared.config;
-    if let Some(user) = &identity.user {
-        let open = store.user_channels(user).await?;
-        if open.len() >= config.max_channels_per_user {
-            return Err(Error::TooManyChannels {
-                limit: config.max_channels_per_user,
-            });
-        }
-    }
+    check_user_limit(shared, &identity).await?;
     let id = ChannelId::random();
     let mut topics = BTreeMap::new();
     topics.insert(Topic::broadcast(), Cursor::default());
@@ -92,6 +85,17 @@ pub(crate) async fn open(
     Ok((session, reader))
 }
 
+/// Refuses a channel for a user who has [`Config::max_channels_per_user`](crate::Config) open.
+pub(crate) async fn check_user_limit(shared: &Shared, identity: &Identity) -> Result<(), Error> {
+    if let Some(user) = &identity.user {
+        let limit = shared.config.max_channels_per_user;
+        if shared.hub.store().user_channels(user).await?.len() >= limit {
+            return Err(Error::TooManyChannels { limit });
+        }
+    }
+    Ok(())
+}
+
 impl Session {
     /// Hands one client message to `on_message` and waits for it, so messages of one channel
     /// are handled in order.
@@ -112,13 +116,11 @@ impl Session {
     }
 
     /// Removes the channel and tells the application how it ended.
-    pub(crate) async fn finish(self, reader: Option<&Reader>, closed: Closed) {
+    pub(crate) async fn finish(self, reader: &Reader, closed: Closed) {
         let store = self.shared.hub.store();
-        if let Some(reader) = reader {
-            let _ = store
-                .save_cursors(self.channel.id(), &reader.cursors())
-                .await;
-        }
+        let _ = store
+            .save_cursors(self.channel.id(), &reader.cursors())
+            .await;
         let _ = store
             .mark_closed(self.channel.id(), closed.code, &closed.reason)
             .await;

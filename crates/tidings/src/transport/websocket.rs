@@ -80,7 +80,7 @@ pub(crate) async fn serve<S, E>(
         }
         End::Gone(closed) => closed,
     };
-    session.finish(Some(&reader), closed).await;
+    session.finish(&reader, closed).await;
 }
 
 async fn run<S, E>(
