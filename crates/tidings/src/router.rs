@@ -14,7 +14,10 @@ use crate::error::Error;
 use crate::handshake::{Handshake, Identity};
 use crate::http_util::{method_not_allowed, not_found, plain};
 use crate::session::check_user_limit;
-use crate::sockjs::{iframe, info};
+use crate::sockjs::callback::Callback;
+use crate::sockjs::framing::Framing;
+use crate::sockjs::send::{self, Sender};
+use crate::sockjs::{cookie, cors, iframe, info, receive};
 use crate::tidings::Shared;
 use crate::transport::websocket::{self, Flavor};
 
@@ -32,6 +35,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/websocket", any(raw_websocket))
         .route("/{server}/{session}/websocket", any(sockjs_websocket))
+        .route("/{server}/{session}/{transport}", any(sockjs_session))
         .fallback(|| async { not_found() })
         .layer(middleware::from_fn(doubled_slash))
         .with_state(shared)
@@ -71,6 +75,44 @@ async fn sockjs_websocket(
         return not_found();
     }
     websocket(shared, request, Flavor::SockJs).await
+}
+
+/// Every SockJS session URL but the WebSocket one.
+async fn sockjs_session(
+    State(shared): State<Arc<Shared>>,
+    Path((server, session, transport)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    if !session_segment(&server) || !session_segment(&session) {
+        return not_found();
+    }
+    let (parts, body) = request.into_parts();
+    let framing = match (transport.as_str(), &parts.method) {
+        ("xhr", &Method::POST) => Framing::XhrPolling,
+        ("xhr_streaming", &Method::POST) => Framing::XhrStreaming,
+        ("eventsource", &Method::GET) => Framing::EventSource,
+        ("htmlfile" | "jsonp", &Method::GET) => match Callback::from_uri(&parts.uri) {
+            Ok(callback) if transport == "htmlfile" => Framing::HtmlFile(callback),
+            Ok(callback) => Framing::Jsonp(callback),
+            Err(error) => return error.response(),
+        },
+        ("xhr_send", &Method::POST) => {
+            return send::serve(shared, Sender::Xhr, &session, parts.headers, body).await;
+        }
+        ("jsonp_send", &Method::POST) => {
+            return send::serve(shared, Sender::Jsonp, &session, parts.headers, body).await;
+        }
+        ("xhr" | "xhr_streaming" | "xhr_send", &Method::OPTIONS) => {
+            let mut response = cors::preflight(&parts.headers, "OPTIONS, POST");
+            cookie::set_jsessionid(&shared.config, &parts.headers, response.headers_mut());
+            return response;
+        }
+        ("xhr" | "xhr_streaming" | "xhr_send", _) => return method_not_allowed("OPTIONS, POST"),
+        ("jsonp_send", _) => return method_not_allowed("POST"),
+        ("eventsource" | "htmlfile" | "jsonp", _) => return method_not_allowed("GET"),
+        _ => return not_found(),
+    };
+    receive::serve(shared, framing, &session, parts).await
 }
 
 /// A `<server>` or `<session>` path segment: non-empty, without `.` (or `/`).

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::select_all;
 use tidings_core::{CloseCode, Cursor};
@@ -18,7 +19,7 @@ use crate::error::Error;
 use crate::handshake::Identity;
 use crate::hub::Event;
 use crate::message::{Control, Payload, Record};
-use crate::store::{ChannelState, Store};
+use crate::store::{ChannelState, Store, StoreError};
 use crate::tidings::Shared;
 use crate::topic::Topic;
 
@@ -35,17 +36,28 @@ pub(crate) enum Delivery {
 }
 
 /// A live channel on this node.
+#[derive(Clone)]
 pub(crate) struct Session {
     pub(crate) shared: Arc<Shared>,
     pub(crate) channel: Channel,
 }
 
-/// Creates a channel for `identity`, runs `on_open`, and returns it with a reader positioned at
-/// the heads of its topics (so `on_open`'s own sends are delivered).
+/// What [`open`] found.
+pub(crate) enum Opened {
+    /// A new channel, with a reader positioned at the heads of its topics.
+    Created(Session, Reader),
+    /// Another request created the channel with this alias first.
+    Found(ChannelState),
+}
+
+/// Creates a channel for `identity` (found again later by `alias`, when given), runs `on_open`,
+/// and returns it with a reader positioned at the heads of its topics (so `on_open`'s own sends
+/// are delivered).
 pub(crate) async fn open(
     shared: &Arc<Shared>,
     identity: Identity,
-) -> Result<(Session, Reader), Error> {
+    alias: Option<String>,
+) -> Result<Opened, Error> {
     let store = shared.hub.store();
     let config = &shared.config;
     check_user_limit(shared, &identity).await?;
@@ -61,8 +73,13 @@ pub(crate) async fn open(
         attributes: identity.attributes.clone(),
         topics,
         closed: None,
+        alias,
+        ended: false,
     };
     let state = store.create_channel(state, shared.session_ttl()).await?;
+    if state.id != id {
+        return Ok(Opened::Found(state));
+    }
     let reader = Reader::new(store.clone(), &state, config.max_lag).await?;
     let channel = Channel::new(
         id,
@@ -82,7 +99,16 @@ pub(crate) async fn open(
     if let Some(on_open) = &shared.handlers.open {
         on_open(session.channel.clone()).await;
     }
-    Ok((session, reader))
+    Ok(Opened::Created(session, reader))
+}
+
+/// Picks up a channel another request opened: a reader from its saved cursors.
+pub(crate) async fn attach(
+    shared: &Arc<Shared>,
+    state: &ChannelState,
+) -> Result<(Session, Reader), Error> {
+    let reader = Reader::new(shared.hub.store().clone(), state, shared.config.max_lag).await?;
+    Ok((Session::of(shared, state), reader))
 }
 
 /// Refuses a channel for a user who has [`Config::max_channels_per_user`](crate::Config) open.
@@ -97,6 +123,19 @@ pub(crate) async fn check_user_limit(shared: &Shared, identity: &Identity) -> Re
 }
 
 impl Session {
+    /// The session of a stored channel, to hand its messages to the application.
+    pub(crate) fn of(shared: &Arc<Shared>, state: &ChannelState) -> Self {
+        Session {
+            shared: shared.clone(),
+            channel: Channel::new(
+                state.id,
+                state.user.clone(),
+                state.attributes.clone(),
+                shared.hub.clone(),
+            ),
+        }
+    }
+
     /// Hands one client message to `on_message` and waits for it, so messages of one channel
     /// are handled in order.
     pub(crate) async fn incoming(&self, text: String) {
@@ -115,24 +154,44 @@ impl Session {
         Ok(())
     }
 
-    /// Removes the channel and tells the application how it ended.
-    pub(crate) async fn finish(self, reader: &Reader, closed: Closed) {
+    /// Saves how far the reader delivered, so the next request of this channel goes on from
+    /// there.
+    pub(crate) async fn save(&self, reader: &Reader) -> Result<(), Error> {
         let store = self.shared.hub.store();
-        let _ = store
+        store
             .save_cursors(self.channel.id(), &reader.cursors())
-            .await;
-        let _ = store
-            .mark_closed(self.channel.id(), closed.code, &closed.reason)
-            .await;
-        match store.remove_channel(self.channel.id()).await {
-            Ok(Some(_)) => {}
-            // The sweeper removed it first and has told the application already.
-            Ok(None) => return,
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the channel and tells the application how, once however many requests race to end
+    /// it. The closed channel lingers in the store for `linger` (so late requests are answered
+    /// with its close), or is removed at once when `linger` is zero.
+    pub(crate) async fn finish(
+        self,
+        cursors: &[(Topic, Cursor)],
+        closed: Closed,
+        linger: Duration,
+    ) {
+        let store = self.shared.hub.store();
+        let id = self.channel.id();
+        let ended = async {
+            store.save_cursors(id, cursors).await?;
+            store.mark_closed(id, closed.code, &closed.reason).await?;
+            let first = store.end_channel(id, linger).await?;
+            if linger.is_zero() {
+                store.remove_channel(id).await?;
+            }
+            Ok::<_, StoreError>(first)
+        };
+        match ended.await {
+            Ok(true) => self.shared.closed(self.channel, closed).await,
+            // The sweeper, or another request, ended it first and has told the application.
+            Ok(false) => {}
             Err(error) => {
-                tracing::warn!(%error, channel = %self.channel.id(), "could not remove a closed channel");
+                tracing::warn!(%error, channel = %id, "could not end a channel");
             }
         }
-        self.shared.closed(self.channel, closed).await;
     }
 }
 
@@ -163,10 +222,9 @@ impl Reader {
             follows: Vec::with_capacity(state.topics.len()),
             max_lag,
             ready: Vec::new(),
-            closing: state
-                .closed
-                .clone()
-                .map(|(code, reason)| Closed::new(code, reason)),
+            // A close reaches the reader as a control record on the private topic, after the
+            // messages sent before it; `state.closed` alone would overtake them.
+            closing: None,
         };
         if let Some(cursor) = state.topics.get(&private) {
             reader.follow(private.clone(), *cursor).await?;
@@ -300,16 +358,18 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::Tidings;
     use crate::store::Retention;
 
     async fn opened(tidings: &Tidings) -> (Session, Reader) {
-        open(&tidings.shared_for_tests(), Identity::user("u"))
+        match open(&tidings.shared_for_tests(), Identity::user("u"), None)
             .await
             .expect("open")
+        {
+            Opened::Created(session, reader) => (session, reader),
+            Opened::Found(_) => panic!("no alias, so nothing to find"),
+        }
     }
 
     fn texts(delivery: Delivery) -> Vec<String> {

@@ -138,7 +138,9 @@ impl Shared {
                 return;
             }
         };
-        for state in expired {
+        // Ended channels were reported when they ended; they only lingered to answer late
+        // requests with their close.
+        for state in expired.into_iter().filter(|s| !s.ended) {
             let closed = match state.closed {
                 Some((code, reason)) => Closed::new(code, reason),
                 None => Closed::by(tidings_core::CloseCode::SESSION_EXPIRED),

@@ -16,10 +16,6 @@ const DUMMY: &str = "JSESSIONID=dummy; path=/";
 /// when it has none (or an empty one). Does nothing otherwise.
 ///
 /// Only session URLs set it: the greeting, `/info` and the iframe page never do.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the SockJS HTTP transports will call it")
-)]
 pub(crate) fn set_jsessionid(config: &Config, request: &HeaderMap, response: &mut HeaderMap) {
     if config.cookie_needed {
         response.append(header::SET_COOKIE, jsessionid(request));

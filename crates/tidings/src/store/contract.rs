@@ -61,6 +61,96 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     receiver_lock(make()).await;
     concurrent_publishers(make()).await;
     idle_topics(make()).await;
+    aliases(make()).await;
+    ending(make()).await;
+}
+
+/// Checks that an alias names one channel at a time: a second channel created with a held alias
+/// is not stored (the holder is returned instead), and the alias is free again once its holder
+/// is removed or expires.
+pub async fn aliases<S: Store>(store: S) {
+    let alias = unique("alias");
+    let first = create_aliased(&store, &alias, LONG).await;
+    assert_eq!(
+        first.alias.as_deref(),
+        Some(alias.as_str()),
+        "[aliases] the stored state must keep its alias"
+    );
+    let found = ok(store.channel_by_alias(&alias).await, "channel_by_alias");
+    assert_eq!(
+        found.as_ref().map(|s| s.id),
+        Some(first.id),
+        "[aliases] `channel_by_alias` must find the holder"
+    );
+    let second = create_aliased(&store, &alias, LONG).await;
+    assert_eq!(
+        second.id, first.id,
+        "[aliases] creating a channel with a held alias must return the holder"
+    );
+    assert_eq!(
+        ok(store.online().await, "online").channels,
+        1,
+        "[aliases] a channel refused for its alias must not be stored"
+    );
+    assert_eq!(
+        ok(
+            store.channel_by_alias(&unique("other")).await,
+            "channel_by_alias"
+        ),
+        None,
+        "[aliases] an unknown alias names nothing"
+    );
+    ok(store.remove_channel(first.id).await, "remove_channel");
+    assert_eq!(
+        ok(store.channel_by_alias(&alias).await, "channel_by_alias"),
+        None,
+        "[aliases] removing a channel frees its alias"
+    );
+    let third = create_aliased(&store, &alias, SHORT).await;
+    assert_ne!(
+        third.id, first.id,
+        "[aliases] a freed alias must go to a new channel"
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    expire(&store, &[third.id], &[], "[aliases]").await;
+    assert_eq!(
+        ok(store.channel_by_alias(&alias).await, "channel_by_alias"),
+        None,
+        "[aliases] an expired channel frees its alias"
+    );
+}
+
+/// Checks that ending a channel succeeds once, that an ended channel stays readable for its
+/// linger time and then expires, and that ending an unknown channel reports false.
+pub async fn ending<S: Store>(store: S) {
+    let state = create(&store, None, &[], LONG).await;
+    assert!(!state.ended, "[ending] a new channel must not be ended");
+    assert!(
+        ok(store.end_channel(state.id, SHORT).await, "end_channel"),
+        "[ending] the first `end_channel` must return true"
+    );
+    assert!(
+        !ok(store.end_channel(state.id, LONG).await, "end_channel"),
+        "[ending] a second `end_channel` must return false"
+    );
+    assert!(
+        !ok(
+            store.end_channel(ChannelId::random(), LONG).await,
+            "end_channel"
+        ),
+        "[ending] ending an unknown channel must return false"
+    );
+    let stored = ok(store.channel(state.id).await, "channel");
+    assert!(
+        stored.is_some_and(|s| s.ended),
+        "[ending] an ended channel lingers, marked ended"
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    let taken = expire(&store, &[state.id], &[], "[ending]").await;
+    assert!(
+        taken.iter().all(|s| s.ended),
+        "[ending] an ended channel expires after its linger time, still marked ended"
+    );
 }
 
 /// Checks that a topic nobody follows is dropped once idle, that a followed or recently used
@@ -582,6 +672,8 @@ pub async fn channel_lifecycle<S: Store>(store: S) {
         attributes: attributes.clone(),
         topics: BTreeMap::from([(room.clone(), Cursor::default())]),
         closed: None,
+        alias: None,
+        ended: false,
     };
     let created = ok(store.create_channel(state, LONG).await, "create_channel");
     assert_eq!(
@@ -1397,6 +1489,22 @@ async fn create<S: Store>(
             .map(|t| ((*t).clone(), Cursor::default()))
             .collect(),
         closed: None,
+        alias: None,
+        ended: false,
+    };
+    ok(store.create_channel(state, ttl).await, "create_channel")
+}
+
+/// Creates a channel with `alias`, following nothing.
+async fn create_aliased<S: Store>(store: &S, alias: &str, ttl: Duration) -> ChannelState {
+    let state = ChannelState {
+        id: ChannelId::random(),
+        user: None,
+        attributes: BTreeMap::new(),
+        topics: BTreeMap::new(),
+        closed: None,
+        alias: Some(alias.to_owned()),
+        ended: false,
     };
     ok(store.create_channel(state, ttl).await, "create_channel")
 }
@@ -1605,6 +1713,14 @@ mod tests {
 
         async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
             self.inner.channel(id).await
+        }
+
+        async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError> {
+            self.inner.channel_by_alias(alias).await
+        }
+
+        async fn end_channel(&self, id: ChannelId, linger: Duration) -> Result<bool, StoreError> {
+            self.inner.end_channel(id, linger).await
         }
 
         async fn subscribe(

@@ -38,10 +38,14 @@ struct Inner {
 struct Channels {
     by_id: HashMap<ChannelId, Entry>,
     by_user: HashMap<String, HashSet<ChannelId>>,
+    by_alias: HashMap<String, ChannelId>,
 }
 
 impl Channels {
     fn insert(&mut self, entry: Entry) {
+        if let Some(alias) = &entry.state.alias {
+            self.by_alias.insert(alias.clone(), entry.state.id);
+        }
         if let Some(user) = &entry.state.user {
             self.by_user
                 .entry(user.clone())
@@ -53,6 +57,11 @@ impl Channels {
 
     fn remove(&mut self, id: &ChannelId) -> Option<Entry> {
         let entry = self.by_id.remove(id)?;
+        if let Some(alias) = &entry.state.alias
+            && self.by_alias.get(alias) == Some(id)
+        {
+            self.by_alias.remove(alias);
+        }
         if let Some(user) = &entry.state.user
             && let Some(ids) = self.by_user.get_mut(user)
         {
@@ -118,6 +127,13 @@ impl MemoryStore {
                 })
             })
             .clone()
+    }
+
+    /// The state of the channel holding `alias`.
+    fn holder_of(&self, alias: Option<&str>) -> Option<ChannelState> {
+        let channels = self.inner.channels.lock();
+        let id = channels.by_alias.get(alias?)?;
+        channels.by_id.get(id).map(|e| e.state.clone())
     }
 
     fn existing_topic(&self, topic: &Topic) -> Option<Arc<TopicLog>> {
@@ -228,6 +244,9 @@ impl Store for MemoryStore {
         mut state: ChannelState,
         ttl: Duration,
     ) -> Result<ChannelState, StoreError> {
+        if let Some(holder) = self.holder_of(state.alias.as_deref()) {
+            return Ok(holder);
+        }
         let private = Topic::channel(state.id);
         state.topics.entry(private).or_default();
         let topics: Vec<Topic> = state.topics.keys().cloned().collect();
@@ -240,8 +259,26 @@ impl Store for MemoryStore {
             expires: Instant::now() + ttl,
             receiver: None,
         };
-        self.inner.channels.lock().insert(entry);
+        let mut channels = self.inner.channels.lock();
+        // Checked again under the lock that inserts: another request may have taken the alias
+        // while this one attached its topics.
+        if let Some(alias) = &state.alias
+            && let Some(holder) = channels
+                .by_alias
+                .get(alias)
+                .and_then(|id| channels.by_id.get(id))
+        {
+            let holder = holder.state.clone();
+            drop(channels);
+            self.drop_channel(state.id, &state);
+            return Ok(holder);
+        }
+        channels.insert(entry);
         Ok(state)
+    }
+
+    async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError> {
+        Ok(self.holder_of(Some(alias)))
     }
 
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
@@ -306,6 +343,17 @@ impl Store for MemoryStore {
         match channels.by_id.get_mut(&id) {
             Some(entry) if entry.state.closed.is_none() => {
                 entry.state.closed = Some((code, reason.to_owned()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn end_channel(&self, id: ChannelId, linger: Duration) -> Result<bool, StoreError> {
+        match self.inner.channels.lock().by_id.get_mut(&id) {
+            Some(entry) if !entry.state.ended => {
+                entry.state.ended = true;
+                entry.expires = Instant::now() + linger;
                 Ok(true)
             }
             _ => Ok(false),

@@ -89,8 +89,15 @@ pub struct ChannelState {
     pub attributes: BTreeMap<String, String>,
     /// The topics the channel follows, each with the cursor up to which it was delivered.
     pub topics: BTreeMap<Topic, Cursor>,
-    /// Set once the channel is closed.
+    /// Set once the channel is closed (or asked to close: the close may still be on its way to
+    /// the client).
     pub closed: Option<(CloseCode, String)>,
+    /// A second, client-chosen name the channel is found by: the SockJS session id. At most one
+    /// channel holds an alias at a time; it is freed when the channel is removed.
+    pub alias: Option<String>,
+    /// Set once the application was told the channel ended ([`Store::end_channel`]). An ended
+    /// channel lingers only so that late requests can be answered with its close.
+    pub ended: bool,
 }
 
 /// How many channels, and of which users, follow a topic (or are online).
@@ -132,6 +139,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new channel, subscribed to `topics` at their current heads, alive for `ttl`.
     /// Returns the state as stored (with the cursors filled in).
+    ///
+    /// When `state.alias` is set and another channel holds that alias already, nothing is
+    /// stored and that channel's state is returned instead: the caller sees an id other than its
+    /// own. Two requests racing to create the same SockJS session thus agree on one channel.
     async fn create_channel(
         &self,
         state: ChannelState,
@@ -140,6 +151,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The state of a channel, if it exists.
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError>;
+
+    /// The state of the channel holding `alias`, if any.
+    async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError>;
 
     /// Subscribes a channel to `topic` at its current head. Returns the cursor it starts from,
     /// or `None` if the channel is unknown. Subscribing twice keeps the first cursor.
@@ -164,6 +178,11 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> Result<bool, StoreError>;
 
+    /// Marks a channel ended (the application has been, or is about to be, told) and lets it
+    /// linger for `linger` before it expires. Returns whether this call ended it: the first
+    /// caller reports the end, so it is reported once however many nodes see it.
+    async fn end_channel(&self, id: ChannelId, linger: Duration) -> Result<bool, StoreError>;
+
     /// Keeps a channel alive for `ttl` from now. Returns false if it is unknown.
     async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError>;
 
@@ -171,6 +190,7 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError>;
 
     /// Removes and returns channels whose time to live has passed while no receiver held them.
+    /// Those not [`ended`](ChannelState::ended) are reported to the application by the caller.
     async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError>;
 
     /// Drops up to `max` topics that no channel follows and that had no append for `idle`;

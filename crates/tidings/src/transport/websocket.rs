@@ -5,6 +5,7 @@
 //! driven in tests without a socket.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -15,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::channel::Closed;
 use crate::handshake::Identity;
 use crate::message::Payload;
-use crate::session::{self, Delivery, Reader, Session};
+use crate::session::{self, Delivery, Opened, Reader, Session};
 use crate::tidings::Shared;
 
 /// Which WebSocket endpoint a connection came in on.
@@ -55,8 +56,13 @@ pub(crate) async fn serve<S, E>(
 ) where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
-    let (session, mut reader) = match session::open(&shared, identity).await {
-        Ok(opened) => opened,
+    // Without an alias there is nothing another request could have created first.
+    let (session, mut reader) = match session::open(&shared, identity, None).await {
+        Ok(Opened::Created(session, reader)) => (session, reader),
+        Ok(Opened::Found(_)) => {
+            let _ = write_close(&mut socket, flavor, &Closed::by(CloseCode::INTERNAL)).await;
+            return;
+        }
         Err(error) => {
             tracing::warn!(%error, "could not open a channel");
             let _ = write_close(&mut socket, flavor, &Closed::by(error.close_code())).await;
@@ -80,7 +86,10 @@ pub(crate) async fn serve<S, E>(
         }
         End::Gone(closed) => closed,
     };
-    session.finish(&reader, closed).await;
+    // A WebSocket session is its connection: nothing can come back for it.
+    session
+        .finish(&reader.cursors(), closed, Duration::ZERO)
+        .await;
 }
 
 async fn run<S, E>(
