@@ -374,3 +374,90 @@ async fn end(
         tracing::warn!(%error, "could not release a receiver");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use futures::StreamExt;
+    use tokio::time::Instant;
+    use tower::ServiceExt;
+
+    use crate::Tidings;
+
+    /// Sends one request to `router` in process, so time can be paused.
+    async fn request(router: &Router, method: Method, uri: &str) -> axum::body::BodyDataStream {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), 200, "{uri}");
+        response.into_body().into_data_stream()
+    }
+
+    async fn next_chunk(body: &mut axum::body::BodyDataStream) -> String {
+        let chunk = body.next().await.expect("a chunk").expect("body");
+        String::from_utf8(chunk.to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_transport_beats_after_a_heartbeat_of_silence() {
+        let tidings = Tidings::builder().build();
+        let router = tidings.router();
+        // (method, transport, whether a prelude comes first, the heartbeat as framed)
+        let cases = [
+            (Method::POST, "xhr", false, "h\n"),
+            (Method::POST, "xhr_streaming", true, "h\n"),
+            (Method::GET, "eventsource", true, "data: h\r\n\r\n"),
+            (Method::GET, "htmlfile?c=cb", true, "<script>\np(\"h\");\n</script>\r\n"),
+            (Method::GET, "jsonp?c=cb", false, "/**/cb(\"h\");\r\n"),
+        ];
+        for (i, (method, transport, prelude, beat)) in cases.into_iter().enumerate() {
+            let mut opening = request(&router, Method::POST, &format!("/0/s{i}/xhr")).await;
+            assert_eq!(next_chunk(&mut opening).await, "o\n");
+            let started = Instant::now();
+            let mut body = request(&router, method, &format!("/0/s{i}/{transport}")).await;
+            if prelude {
+                next_chunk(&mut body).await;
+            }
+            assert_eq!(next_chunk(&mut body).await, beat, "{transport}");
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_secs(25) && waited < Duration::from_secs(26),
+                "{transport}: beat after {waited:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unpolled_session_closes_after_the_disconnect_delay_and_its_id_starts_afresh() {
+        let (tx, mut closes) = tokio::sync::mpsc::unbounded_channel();
+        let tidings = Tidings::builder()
+            .on_close(move |_, closed| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((closed.code, Instant::now()));
+                }
+            })
+            .build();
+        let router = tidings.router();
+        let mut body = request(&router, Method::POST, "/0/s/xhr").await;
+        assert_eq!(next_chunk(&mut body).await, "o\n");
+        let detached = Instant::now();
+        let (code, at) = closes.recv().await.expect("on_close");
+        assert_eq!(code, tidings_core::CloseCode::SESSION_EXPIRED);
+        let after = at - detached;
+        // Swept on the first pass (every second) after the 5 s delay.
+        assert!(
+            after >= Duration::from_secs(5) && after <= Duration::from_secs(7),
+            "closed after {after:?}"
+        );
+        let mut body = request(&router, Method::POST, "/0/s/xhr").await;
+        assert_eq!(next_chunk(&mut body).await, "o\n");
+    }
+}
