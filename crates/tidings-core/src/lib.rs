@@ -16,4 +16,4 @@ pub mod position;
 pub mod sockjs;
 
 pub use close::CloseCode;
-pub use position::{Cursor, Epoch, Offset};
+pub use position::{Cursor, Epoch, Offset, Position, TopicRef};

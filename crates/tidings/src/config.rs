@@ -26,6 +26,9 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Close a session that has had no receiving connection for this long. Default 5 s.
     pub disconnect_delay: Duration,
+    /// How long a native session with no transport connected waits for its client to come
+    /// back with its token and position before it is closed (3002). Default 2 minutes.
+    pub resume: Duration,
     /// Largest incoming message, in bytes of its wire frame. Larger messages close the session
     /// with [`CloseCode::TOO_BIG`](crate::CloseCode::TOO_BIG). Default 1 MiB: sockjs-client batches queued sends into one frame, so a
     /// limit near the largest single message would refuse bursts of them.
@@ -65,6 +68,7 @@ impl Default for Config {
         Config {
             heartbeat: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),
+            resume: Duration::from_secs(120),
             max_message_size: 1 << 20,
             retention: Retention::default(),
             max_lag: 1000,
@@ -143,6 +147,12 @@ impl Builder {
     /// See [`Config::heartbeat`].
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.config.heartbeat = every;
+        self
+    }
+
+    /// See [`Config::resume`].
+    pub fn resume(mut self, wait: Duration) -> Self {
+        self.config.resume = wait;
         self
     }
 

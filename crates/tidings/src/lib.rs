@@ -8,6 +8,7 @@ mod http_util;
 mod hub;
 mod id;
 pub mod message;
+mod native;
 mod router;
 mod session;
 mod sockjs;

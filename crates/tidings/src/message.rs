@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use tidings_core::CloseCode;
+use tidings_core::ids::Id128;
 use tidings_core::sockjs::Encoded;
 
 use crate::topic::Topic;
@@ -163,6 +164,12 @@ pub enum Control {
         /// The reason sent with it.
         reason: String,
     },
+    /// A new receiver (the native protocol's transport connection `holder`) took the channel
+    /// over; receivers that started before it stop.
+    Takeover {
+        /// The new receiver, as 32 hex digits.
+        holder: String,
+    },
 }
 
 impl Control {
@@ -175,6 +182,12 @@ impl Control {
     pub(crate) fn unsubscribe(topic: &Topic) -> Self {
         Control::Unsubscribe {
             topic: topic.as_str().to_owned(),
+        }
+    }
+
+    pub(crate) fn takeover(holder: Id128) -> Self {
+        Control::Takeover {
+            holder: holder.to_string(),
         }
     }
 

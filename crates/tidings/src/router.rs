@@ -13,13 +13,14 @@ use axum::routing::any;
 use crate::error::Error;
 use crate::handshake::{Handshake, Identity};
 use crate::http_util::{method_not_allowed, not_found, plain};
+use crate::native::{self, receive::Kind};
 use crate::session::check_user_limit;
 use crate::sockjs::callback::Callback;
 use crate::sockjs::framing::Framing;
 use crate::sockjs::send::{self, Sender};
 use crate::sockjs::{cookie, cors, iframe, info, receive};
 use crate::tidings::Shared;
-use crate::transport::websocket::{self, Flavor};
+use crate::transport::websocket::{self, Flavor, Opening};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let page = Arc::new(iframe::Page::new(&shared.config.sockjs_url));
@@ -34,6 +35,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             }),
         )
         .route("/websocket", any(raw_websocket))
+        .route("/tidings.js", any(native::script))
+        .route("/native/negotiate", any(native_route(native::negotiate)))
+        .route("/native/ws", any(native_route(native::ws)))
+        .route("/native/send", any(native_route(native::send)))
+        .route("/native/close", any(native_route(native::close)))
+        .route("/native/sse", any(native_route(|s, r| receive_native(s, Kind::Sse, r))))
+        .route("/native/stream", any(native_route(|s, r| receive_native(s, Kind::Stream, r))))
+        .route("/native/poll", any(native_route(|s, r| receive_native(s, Kind::Poll, r))))
         .route("/{server}/{session}/websocket", any(sockjs_websocket))
         .route("/{server}/{session}/{transport}", any(sockjs_session))
         .fallback(|| async { not_found() })
@@ -75,6 +84,21 @@ async fn sockjs_websocket(
         return not_found();
     }
     websocket(shared, request, Flavor::SockJs).await
+}
+
+/// An axum handler for a native endpoint `f(shared, request)`.
+fn native_route<F, Fut>(
+    f: F,
+) -> impl Fn(State<Arc<Shared>>, Request) -> Fut + Clone + Send + Sync + 'static
+where
+    F: Fn(Arc<Shared>, Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response> + Send + 'static,
+{
+    move |State(shared), request| f(shared, request)
+}
+
+async fn receive_native(shared: Arc<Shared>, kind: Kind, request: Request) -> Response {
+    native::receive::serve(shared, kind, request).await
 }
 
 /// Every SockJS session URL but the WebSocket one.
@@ -146,7 +170,7 @@ async fn websocket(shared: Arc<Shared>, request: Request, flavor: Flavor) -> Res
         // Above our own limit, so an oversized message gets our close code rather than a
         // protocol error from the WebSocket layer; far above it, the layer stops reading.
         .max_message_size(limit.saturating_mul(2).saturating_add(1024))
-        .on_upgrade(move |socket| websocket::serve(shared, socket, identity, flavor))
+        .on_upgrade(move |socket| websocket::serve(shared, socket, Opening::New(identity), flavor))
 }
 
 /// Runs the checks every channel-opening request passes: origin, auth hook, per-user limit.

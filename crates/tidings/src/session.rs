@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::select_all;
-use tidings_core::{CloseCode, Cursor};
+use tidings_core::ids::Id128;
+use tidings_core::{CloseCode, Cursor, Offset};
 use tokio::sync::watch;
 
 use crate::ChannelId;
@@ -30,9 +31,39 @@ const READ_BATCH: usize = 256;
 #[derive(Debug)]
 pub(crate) enum Delivery {
     /// Messages in order; never empty.
-    Messages(Vec<Payload>),
+    Messages(Vec<Delivered>),
+    /// Records of `topic` up to `cursor` are no longer retained (only with [`OnGap::Report`]);
+    /// the messages after them follow.
+    Gap {
+        /// The topic with the hole.
+        topic: Topic,
+        /// Where the reader is now in that topic: after the hole.
+        cursor: Cursor,
+        /// How many records were missed, when known (not across an epoch change).
+        missed: Option<u64>,
+    },
     /// The channel is closed; write the close and stop.
     Close(Closed),
+    /// Another receiver took the channel over; stop without a close.
+    TakenOver,
+}
+
+/// A message, and where it sits in its topic.
+#[derive(Clone, Debug)]
+pub(crate) struct Delivered {
+    pub(crate) payload: Payload,
+    pub(crate) topic: Topic,
+    pub(crate) cursor: Cursor,
+}
+
+/// What a reader does when records it had not read are gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnGap {
+    /// Close the channel with 3001 (SockJS and raw WebSocket, which cannot say more). The same
+    /// happens when the reader falls more than `max_lag` behind.
+    Close,
+    /// Report the gap and go on after it (the native protocol).
+    Report,
 }
 
 /// A live channel on this node.
@@ -111,6 +142,30 @@ pub(crate) async fn attach(
     Ok((Session::of(shared, state), reader))
 }
 
+/// Picks up a channel for a native transport connection `holder`, reading from the cursors in
+/// `state` (the client's position applied to them): gaps are reported, and the connection
+/// takes the channel over from any receiver that started before it.
+pub(crate) async fn take_over(
+    shared: &Arc<Shared>,
+    state: &ChannelState,
+    holder: Id128,
+) -> Result<(Session, Reader), Error> {
+    let private = Topic::channel(state.id);
+    let offset = shared
+        .hub
+        .store()
+        .append(
+            &private,
+            Record::Control(Control::takeover(holder)),
+            shared.config.retention,
+        )
+        .await?;
+    let mut reader = Reader::new(shared.hub.store().clone(), state, shared.config.max_lag).await?;
+    reader.on_gap = OnGap::Report;
+    reader.holder = Some((holder, offset));
+    Ok((Session::of(shared, state), reader))
+}
+
 /// Refuses a channel for a user who has [`Config::max_channels_per_user`](crate::Config) open.
 pub(crate) async fn check_user_limit(shared: &Shared, identity: &Identity) -> Result<(), Error> {
     if let Some(user) = &identity.user {
@@ -164,6 +219,14 @@ impl Session {
         Ok(())
     }
 
+    /// The connection serving the channel ended without a close, and the client may come back:
+    /// saves the cursors and keeps the channel for `wait`.
+    pub(crate) async fn detach(&self, reader: &Reader, wait: Duration) -> Result<(), Error> {
+        self.save(reader).await?;
+        self.shared.hub.store().touch(self.channel.id(), wait).await?;
+        Ok(())
+    }
+
     /// Ends the channel and tells the application how, once however many requests race to end
     /// it. The closed channel lingers in the store for `linger` (so late requests are answered
     /// with its close), or is removed at once when `linger` is zero.
@@ -208,9 +271,16 @@ pub(crate) struct Reader {
     /// The private topic is always first, so a close is seen before later broadcasts.
     follows: Vec<Follow>,
     max_lag: u64,
+    on_gap: OnGap,
+    /// The native connection this reader serves, and the offset of its takeover record on the
+    /// private topic: later takeovers by others end it, earlier ones are history.
+    holder: Option<(Id128, Offset)>,
     /// What a cancelled `next` had already taken from the store; returned by the next call.
-    ready: Vec<Payload>,
+    ready: Vec<Delivered>,
+    /// A gap to report before `ready`.
+    gap: Option<Delivery>,
     closing: Option<Closed>,
+    taken_over: bool,
 }
 
 impl Reader {
@@ -221,7 +291,11 @@ impl Reader {
             id: state.id,
             follows: Vec::with_capacity(state.topics.len()),
             max_lag,
+            on_gap: OnGap::Close,
+            holder: None,
             ready: Vec::new(),
+            gap: None,
+            taken_over: false,
             // A close reaches the reader as a control record on the private topic, after the
             // messages sent before it; `state.closed` alone would overtake them.
             closing: None,
@@ -266,11 +340,17 @@ impl Reader {
     /// the next one, so nothing is skipped.
     pub(crate) async fn next(&mut self) -> Result<Delivery, Error> {
         loop {
+            if let Some(gap) = self.gap.take() {
+                return Ok(gap);
+            }
             if !self.ready.is_empty() {
                 return Ok(Delivery::Messages(std::mem::take(&mut self.ready)));
             }
             if let Some(closed) = self.closing.take() {
                 return Ok(Delivery::Close(closed));
+            }
+            if self.taken_over {
+                return Ok(Delivery::TakenOver);
             }
             if self.poll_topics().await? {
                 continue;
@@ -283,7 +363,7 @@ impl Reader {
     async fn poll_topics(&mut self) -> Result<bool, Error> {
         let mut progressed = false;
         let mut i = 0;
-        while i < self.follows.len() && self.closing.is_none() {
+        while i < self.follows.len() && self.closing.is_none() && !self.taken_over {
             let follow = &mut self.follows[i];
             let head = *follow.head.borrow_and_update();
             if head.epoch == follow.cursor.epoch && head.offset <= follow.cursor.offset {
@@ -294,19 +374,40 @@ impl Reader {
                 .store
                 .read(&follow.topic, follow.cursor, READ_BATCH)
                 .await?;
-            let lag = head.offset.0.saturating_sub(batch.cursor.offset.0);
-            if batch.gap.is_some() || lag > self.max_lag {
-                self.closing = Some(Closed::by(CloseCode::LAGGED));
-                return Ok(true);
+            match (self.on_gap, batch.gap) {
+                (OnGap::Close, gap) => {
+                    let lag = head.offset.0.saturating_sub(batch.cursor.offset.0);
+                    if gap.is_some() || lag > self.max_lag {
+                        self.closing = Some(Closed::by(CloseCode::LAGGED));
+                        return Ok(true);
+                    }
+                }
+                // What was read already goes first; this topic is read again next time.
+                (OnGap::Report, Some(_)) if !self.ready.is_empty() || self.gap.is_some() => {
+                    return Ok(true);
+                }
+                (OnGap::Report, Some(gap)) => {
+                    self.gap = Some(Delivery::Gap {
+                        topic: follow.topic.clone(),
+                        cursor: Cursor::new(batch.cursor.epoch, gap.to),
+                        missed: (!gap.epoch_changed).then(|| gap.to.0 + 1 - gap.from.0),
+                    });
+                }
+                (OnGap::Report, None) => {}
             }
             progressed |= batch.cursor != follow.cursor;
             follow.cursor = batch.cursor;
-            for (_, record) in batch.records {
+            let topic = follow.topic.clone();
+            for (offset, record) in batch.records {
                 match record {
-                    Record::Message(payload) => self.ready.push(payload),
-                    Record::Control(control) => self.apply(control).await?,
+                    Record::Message(payload) => self.ready.push(Delivered {
+                        payload,
+                        topic: topic.clone(),
+                        cursor: Cursor::new(batch.cursor.epoch, offset),
+                    }),
+                    Record::Control(control) => self.apply(control, offset).await?,
                 }
-                if self.closing.is_some() {
+                if self.closing.is_some() || self.taken_over {
                     break;
                 }
             }
@@ -315,8 +416,17 @@ impl Reader {
         Ok(progressed)
     }
 
-    async fn apply(&mut self, control: Control) -> Result<(), Error> {
+    async fn apply(&mut self, control: Control, offset: Offset) -> Result<(), Error> {
         match control {
+            Control::Takeover { holder } => {
+                // Only native readers take over, and only their channels see takeovers.
+                if let Some((mine, since)) = self.holder
+                    && offset > since
+                    && holder != mine.to_string()
+                {
+                    self.taken_over = true;
+                }
+            }
             Control::Subscribe { topic } => {
                 let topic = Topic::from_stored(&topic);
                 let state = self.store.channel(self.id).await?;
@@ -374,8 +484,8 @@ mod tests {
 
     fn texts(delivery: Delivery) -> Vec<String> {
         match delivery {
-            Delivery::Messages(m) => m.iter().map(|p| p.text().to_owned()).collect(),
-            Delivery::Close(c) => panic!("unexpected close {c:?}"),
+            Delivery::Messages(m) => m.iter().map(|d| d.payload.text().to_owned()).collect(),
+            other => panic!("expected messages, got {other:?}"),
         }
     }
 

@@ -16,31 +16,25 @@
 //! Nothing here holds delivery state between requests, so the next request may be served by
 //! another node sharing the store.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use tidings_core::ids::Id128;
-use tidings_core::{CloseCode, Cursor, sockjs};
-use tokio::time::{Instant, Sleep, sleep_until};
+use tidings_core::{CloseCode, sockjs};
 
 use super::framing::Framing;
 use super::{cache, cookie, cors};
 use crate::channel::Closed;
-use crate::error::Error;
 use crate::handshake::Handshake;
 use crate::id::random_id;
-use crate::message::Payload;
 use crate::router::{admit, error_response};
-use crate::session::{self, Delivery, Opened, Reader, Session};
+use crate::session::{self, Delivered, Opened, Reader, Session};
 use crate::store::ChannelState;
 use crate::tidings::Shared;
-use crate::topic::Topic;
+use crate::transport::http::{OnAbort, Receiver, Step};
 
 /// The store alias of the SockJS session `<session>`.
 pub(crate) fn alias(session: &str) -> String {
@@ -58,9 +52,9 @@ pub(crate) async fn serve(
     match attach(&shared, key, parts).await {
         Ok(Attached::Session(receiver, fresh)) => {
             let body = if framing.streaming() {
-                stream(receiver, framing.clone(), fresh)
+                stream(*receiver, framing.clone(), fresh)
             } else {
-                Body::from(poll(receiver, &framing, fresh).await)
+                Body::from(poll(*receiver, &framing, fresh).await)
             };
             respond(&shared, &framing, &request, body)
         }
@@ -79,7 +73,7 @@ pub(crate) async fn serve(
 /// What a receiving request attached to.
 enum Attached {
     /// The live session, and whether this request created it.
-    Session(Receiver, bool),
+    Session(Box<Receiver>, bool),
     /// Only a close to write: the session has ended, or another request is receiving.
     Refused(Closed),
 }
@@ -119,10 +113,8 @@ async fn attach(shared: &Arc<Shared>, key: &str, parts: Parts) -> Result<Attache
     if !locked {
         return Ok(Attached::Refused(Closed::by(CloseCode::ANOTHER_CONNECTION)));
     }
-    Ok(Attached::Session(
-        Receiver::new(session, reader, holder),
-        fresh,
-    ))
+    let receiver = Receiver::new(session, reader, Some(holder), OnAbort::End);
+    Ok(Attached::Session(Box::new(receiver), fresh))
 }
 
 /// A reader for a stored session, or `None` when it has ended.
@@ -165,31 +157,24 @@ fn respond(shared: &Shared, framing: &Framing, request: &HeaderMap, body: Body) 
 /// One polling response: `o` for a new session, else the next messages, the close, or `h`
 /// after a heartbeat of silence.
 async fn poll(mut receiver: Receiver, framing: &Framing, fresh: bool) -> Bytes {
+    let wait = receiver.session.shared.config.disconnect_delay;
     if fresh {
-        receiver.detach().await;
+        receiver.detach(wait).await;
         return framing.frame(sockjs::OPEN);
     }
-    match receiver.step().await {
-        Step::Messages(messages) => {
-            receiver.detach().await;
-            framing.frame(&messages_frame(&messages))
-        }
-        Step::Heartbeat => {
-            receiver.detach().await;
-            framing.frame(sockjs::HEARTBEAT)
-        }
-        Step::Close(closed) => {
-            let frame = framing.frame(&sockjs::close_frame(closed.code, &closed.reason));
-            receiver.close(closed).await;
-            frame
-        }
+    let (frame, closed) = sockjs_frame(receiver.step().await);
+    match closed {
+        Some(closed) => receiver.close(closed).await,
+        None => receiver.detach(wait).await,
     }
+    framing.frame(&frame)
 }
 
 /// A streaming response: the prelude, `o` for a new session, then frames, one per chunk, until
 /// the close or the response limit.
 fn stream(mut receiver: Receiver, framing: Framing, fresh: bool) -> Body {
-    let limit = receiver.session.shared.config.response_limit;
+    let config = &receiver.session.shared.config;
+    let (limit, wait) = (config.response_limit, config.disconnect_delay);
     Body::from_stream(async_stream::stream! {
         if let Some(prelude) = framing.prelude() {
             yield Ok::<_, std::convert::Infallible>(prelude);
@@ -202,177 +187,43 @@ fn stream(mut receiver: Receiver, framing: Framing, fresh: bool) -> Body {
             yield Ok(open);
         }
         while written < limit {
-            let frame = match receiver.step().await {
-                Step::Messages(messages) => framing.frame(&messages_frame(&messages)),
-                Step::Heartbeat => framing.frame(sockjs::HEARTBEAT),
-                Step::Close(closed) => {
-                    let frame = framing.frame(&sockjs::close_frame(closed.code, &closed.reason));
-                    receiver.close(closed).await;
-                    yield Ok(frame);
-                    return;
-                }
-            };
+            let (frame, closed) = sockjs_frame(receiver.step().await);
+            let frame = framing.frame(&frame);
+            if let Some(closed) = closed {
+                receiver.close(closed).await;
+                yield Ok(frame);
+                return;
+            }
             written += frame.len();
             // A frame counts as delivered once hyper has taken it: as far as a server can know.
             yield Ok(frame);
         }
-        receiver.detach().await;
+        receiver.detach(wait).await;
     })
 }
 
+/// The SockJS frame for what the receiver has next, and the close it carries, if any.
+fn sockjs_frame(step: Step) -> (String, Option<Closed>) {
+    let closing = |closed: Closed| {
+        let frame = sockjs::close_frame(closed.code, &closed.reason);
+        (frame, Some(closed))
+    };
+    match step {
+        Step::Messages(messages) => (messages_frame(&messages), None),
+        Step::Heartbeat => (sockjs::HEARTBEAT.to_owned(), None),
+        Step::Close(closed) => closing(closed),
+        // SockJS readers close on a gap and hold the receiver lock, so neither can happen.
+        Step::Gap { .. } => closing(Closed::by(CloseCode::LAGGED)),
+        Step::TakenOver => closing(Closed::by(CloseCode::INTERNAL)),
+    }
+}
+
 /// The `a[…]` frame of `messages`.
-fn messages_frame(messages: &[Payload]) -> String {
-    let encoded: Vec<_> = messages.iter().map(Payload::sockjs).collect();
+fn messages_frame(messages: &[Delivered]) -> String {
+    let encoded: Vec<_> = messages.iter().map(|d| d.payload.sockjs()).collect();
     let frame = sockjs::messages_frame(&encoded);
     // Built from `str` pieces, so always UTF-8.
     String::from_utf8(frame.to_vec()).unwrap_or_default()
-}
-
-/// What a receiver has to write next.
-enum Step {
-    Messages(Vec<Payload>),
-    Close(Closed),
-    Heartbeat,
-}
-
-/// A request holding a session's receiver lock.
-///
-/// Dropped before it was detached or closed, it ends its session with 1002: that happens when
-/// hyper drops the request because the client went away.
-struct Receiver {
-    session: Session,
-    reader: Reader,
-    holder: Id128,
-    last_write: Instant,
-    /// One timer entry per request, re-armed lazily as in the WebSocket transport.
-    timer: Pin<Box<Sleep>>,
-    /// Cleared once the request let go of the session on purpose.
-    attached: bool,
-}
-
-impl Receiver {
-    fn new(session: Session, reader: Reader, holder: Id128) -> Self {
-        let heartbeat = session.shared.config.heartbeat;
-        let now = Instant::now();
-        Receiver {
-            session,
-            reader,
-            holder,
-            last_write: now,
-            timer: Box::pin(sleep_until(now + heartbeat)),
-            attached: true,
-        }
-    }
-
-    /// Waits for messages, the close, or a heartbeat of silence; keeps the channel and the lock
-    /// alive meanwhile.
-    async fn step(&mut self) -> Step {
-        let heartbeat = self.session.shared.config.heartbeat;
-        loop {
-            tokio::select! {
-                delivery = self.reader.next() => {
-                    return match delivery {
-                        Ok(Delivery::Messages(messages)) => {
-                            self.last_write = Instant::now();
-                            Step::Messages(messages)
-                        }
-                        Ok(Delivery::Close(closed)) => Step::Close(closed),
-                        Err(error) => Step::Close(Closed::by(error.close_code())),
-                    };
-                }
-                () = &mut self.timer => {
-                    let due = self.last_write.elapsed() >= heartbeat;
-                    if due {
-                        self.last_write = Instant::now();
-                    }
-                    self.keep_alive().await;
-                    let next = self.last_write + heartbeat;
-                    self.timer.as_mut().reset(next);
-                    if due {
-                        return Step::Heartbeat;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn keep_alive(&self) {
-        let shared = &self.session.shared;
-        let renewed = async {
-            self.session.keep_alive().await?;
-            shared
-                .hub
-                .store()
-                .acquire_receiver(self.session.channel.id(), self.holder, shared.session_ttl())
-                .await?;
-            Ok::<_, Error>(())
-        };
-        if let Err(error) = renewed.await {
-            tracing::warn!(%error, "could not renew a session");
-        }
-    }
-
-    /// The request ended normally: the session waits `disconnect_delay` for the next one.
-    async fn detach(&mut self) {
-        self.attached = false;
-        let shared = &self.session.shared;
-        let store = shared.hub.store();
-        let id = self.session.channel.id();
-        let detached = async {
-            self.session.save(&self.reader).await?;
-            store.touch(id, shared.config.disconnect_delay).await?;
-            store.release_receiver(id, self.holder).await?;
-            Ok::<_, Error>(())
-        };
-        if let Err(error) = detached.await {
-            tracing::warn!(%error, "could not detach from a session");
-        }
-    }
-
-    /// The session closed: it lingers for `disconnect_delay`, answering its close frame.
-    async fn close(&mut self, closed: Closed) {
-        self.attached = false;
-        let linger = self.session.shared.config.disconnect_delay;
-        let cursors = self.reader.cursors();
-        end(self.session.clone(), self.holder, cursors, closed, linger).await;
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if !self.attached {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            // sockjs-node forgets a session whose receiving request was aborted: the client's
-            // next request starts a new one.
-            let closed = Closed::by(CloseCode::INTERRUPTED);
-            let session = self.session.clone();
-            runtime.spawn(end(
-                session,
-                self.holder,
-                Vec::new(),
-                closed,
-                Duration::ZERO,
-            ));
-        }
-    }
-}
-
-/// Ends the session and lets go of its receiver lock.
-async fn end(
-    session: Session,
-    holder: Id128,
-    cursors: Vec<(Topic, Cursor)>,
-    closed: Closed,
-    linger: Duration,
-) {
-    let store = session.shared.hub.store().clone();
-    let id = session.channel.id();
-    session.finish(&cursors, closed, linger).await;
-    if let Err(error) = store.release_receiver(id, holder).await {
-        tracing::warn!(%error, "could not release a receiver");
-    }
 }
 
 #[cfg(test)]

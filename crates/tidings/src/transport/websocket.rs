@@ -15,17 +15,29 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::channel::Closed;
 use crate::handshake::Identity;
-use crate::message::Payload;
-use crate::session::{self, Delivery, Opened, Reader, Session};
+use crate::session::{self, Delivered, Delivery, Opened, Reader, Session};
+use crate::native::frames::{Frame, Tracker};
 use crate::tidings::Shared;
 
 /// Which WebSocket endpoint a connection came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Flavor {
     /// SockJS frames: `o`, `h`, `a[…]`, `c[…]`; client sends JSON arrays of strings.
     SockJs,
     /// One text message per application message, no framing; heartbeats are pings.
     Raw,
+    /// Native protocol frames (JSON, with positions); client messages verbatim. The session
+    /// outlives the connection: it ends only by a close, and otherwise waits for the client
+    /// to resume.
+    Native(Tracker),
+}
+
+/// The channel a WebSocket connection serves.
+pub(crate) enum Opening {
+    /// Open a new channel for this identity when the connection starts.
+    New(Identity),
+    /// A channel already open (native resume), with its reader.
+    Attached(Session, Reader),
 }
 
 /// What ended the loop, and whether the close still has to be written.
@@ -36,6 +48,9 @@ enum End {
     Gone(Closed),
     /// The client sent a close frame; answer it, then record this.
     ClientClosed(Closed),
+    /// The connection ended but the session goes on (native): another connection took it over,
+    /// or the client may resume it.
+    Detach,
 }
 
 /// How the application hears of a close the client started: the client's code when it is one
@@ -51,45 +66,85 @@ fn client_close(frame: Option<CloseFrame>) -> Closed {
 pub(crate) async fn serve<S, E>(
     shared: Arc<Shared>,
     mut socket: S,
-    identity: Identity,
-    flavor: Flavor,
+    opening: Opening,
+    mut flavor: Flavor,
 ) where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
-    // Without an alias there is nothing another request could have created first.
-    let (session, mut reader) = match session::open(&shared, identity, None).await {
-        Ok(Opened::Created(session, reader)) => (session, reader),
-        Ok(Opened::Found(_)) => {
-            let _ = write_close(&mut socket, flavor, &Closed::by(CloseCode::INTERNAL)).await;
-            return;
-        }
-        Err(error) => {
-            tracing::warn!(%error, "could not open a channel");
-            let _ = write_close(&mut socket, flavor, &Closed::by(error.close_code())).await;
-            return;
-        }
+    let (session, mut reader) = match opening {
+        Opening::Attached(session, reader) => (session, reader),
+        // Without an alias there is nothing another request could have created first.
+        Opening::New(identity) => match session::open(&shared, identity, None).await {
+            Ok(Opened::Created(session, reader)) => (session, reader),
+            Ok(Opened::Found(_)) => {
+                let _ = write_close(&mut socket, &flavor, &Closed::by(CloseCode::INTERNAL)).await;
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not open a channel");
+                let _ = write_close(&mut socket, &flavor, &Closed::by(error.close_code())).await;
+                return;
+            }
+        },
     };
-    let end = if flavor == Flavor::SockJs && socket.send(text(sockjs::OPEN)).await.is_err() {
-        End::Gone(Closed::by(CloseCode::INTERRUPTED))
+    let greeting = match &flavor {
+        Flavor::SockJs => Some(text(sockjs::OPEN)),
+        Flavor::Raw => None,
+        Flavor::Native(tracker) => Some(Message::text(
+            Frame::Open {
+                transport: "websocket",
+                pos: tracker.position(),
+            }
+            .json(),
+        )),
+    };
+    let greeted = match greeting {
+        Some(greeting) => socket.send(greeting).await.is_ok(),
+        None => true,
+    };
+    let end = if greeted {
+        run(&shared, &session, &mut reader, &mut socket, &mut flavor).await
     } else {
-        run(&shared, &session, &mut reader, &mut socket, flavor).await
+        End::Gone(Closed::by(CloseCode::INTERRUPTED))
     };
+    let native = matches!(flavor, Flavor::Native(_));
     let closed = match end {
         End::Close(closed) => {
-            let _ = write_close(&mut socket, flavor, &closed).await;
+            let _ = write_close(&mut socket, &flavor, &closed).await;
             closed
         }
         End::ClientClosed(closed) => {
             // Flushes the close reply the WebSocket layer queued when the client's close arrived.
             let _ = socket.close().await;
+            // A native client closes a connection it is leaving with a code of its own; only
+            // 1000 ends the session.
+            if native && closed.code != CloseCode::NORMAL {
+                return detach(&shared, &session, &reader).await;
+            }
             closed
         }
+        End::Gone(_) | End::Detach if native => {
+            let _ = socket.close().await;
+            return detach(&shared, &session, &reader).await;
+        }
         End::Gone(closed) => closed,
+        End::Detach => Closed::by(CloseCode::INTERNAL),
     };
-    // A WebSocket session is its connection: nothing can come back for it.
-    session
-        .finish(&reader.cursors(), closed, Duration::ZERO)
-        .await;
+    // A WebSocket session is its connection: nothing can come back for it. A closed native
+    // session answers its close for `disconnect_delay`.
+    let linger = if native {
+        shared.config.disconnect_delay
+    } else {
+        Duration::ZERO
+    };
+    session.finish(&reader.cursors(), closed, linger).await;
+}
+
+/// A native connection ended without a close: the session waits for the client to resume.
+async fn detach(shared: &Shared, session: &Session, reader: &Reader) {
+    if let Err(error) = session.detach(reader, shared.config.resume).await {
+        tracing::warn!(%error, "could not detach from a session");
+    }
 }
 
 async fn run<S, E>(
@@ -97,7 +152,7 @@ async fn run<S, E>(
     session: &Session,
     reader: &mut Reader,
     socket: &mut S,
-    flavor: Flavor,
+    flavor: &mut Flavor,
 ) -> End
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
@@ -123,7 +178,7 @@ where
                     return End::Close(Closed::by(CloseCode::TOO_BIG));
                 }
                 match flavor {
-                    Flavor::Raw => session.incoming(text.as_str().to_owned()).await,
+                    Flavor::Raw | Flavor::Native(_) => session.incoming(text.as_str().to_owned()).await,
                     Flavor::SockJs => match sockjs::parse_ws_message(&text) {
                         Ok(messages) => {
                             for message in messages {
@@ -145,6 +200,19 @@ where
                         last_write = Instant::now();
                     }
                     Ok(Delivery::Close(closed)) => return End::Close(closed),
+                    Ok(Delivery::TakenOver) => return End::Detach,
+                    Ok(Delivery::Gap { topic, cursor, missed }) => {
+                        let Flavor::Native(tracker) = flavor else {
+                            // Only native readers report gaps.
+                            return End::Close(Closed::by(CloseCode::LAGGED));
+                        };
+                        tracker.advance(&topic, cursor);
+                        let gap = Frame::Gap { pos: tracker.position(), missed };
+                        if socket.send(Message::text(gap.json())).await.is_err() {
+                            return End::Gone(Closed::by(CloseCode::INTERRUPTED));
+                        }
+                        last_write = Instant::now();
+                    }
                     Err(error) => return End::Close(Closed::by(error.close_code())),
                 }
             }
@@ -153,6 +221,8 @@ where
                     let beat = match flavor {
                         Flavor::SockJs => text(sockjs::HEARTBEAT),
                         Flavor::Raw => Message::Ping(Default::default()),
+                        // A text frame, so that a browser script can tell the connection is alive.
+                        Flavor::Native(_) => Message::text(Frame::Heartbeat.json()),
                     };
                     if socket.send(beat).await.is_err() {
                         return End::Gone(Closed::by(CloseCode::INTERRUPTED));
@@ -176,26 +246,37 @@ fn text(s: &'static str) -> Message {
 
 async fn write_messages<S: Sink<Message> + Unpin>(
     socket: &mut S,
-    flavor: Flavor,
-    messages: &[Payload],
+    flavor: &mut Flavor,
+    messages: &[Delivered],
 ) -> Result<(), S::Error> {
     match (flavor, messages) {
         (Flavor::SockJs, [one]) => {
             socket
-                .send(Message::Text(one.sockjs_ws_frame().clone()))
+                .send(Message::Text(one.payload.sockjs_ws_frame().clone()))
                 .await
         }
         (Flavor::SockJs, many) => {
-            let encoded: Vec<_> = many.iter().map(Payload::sockjs).collect();
+            let encoded: Vec<_> = many.iter().map(|d| d.payload.sockjs()).collect();
             let frame = sockjs::messages_frame(&encoded);
             // Built from `str` pieces, so always UTF-8.
             let frame = Utf8Bytes::try_from(frame).unwrap_or_default();
             socket.send(Message::Text(frame)).await
         }
+        (Flavor::Native(tracker), many) => {
+            for message in many {
+                tracker.advance(&message.topic, message.cursor);
+                let frame = Frame::Message {
+                    pos: tracker.position(),
+                    data: &message.payload,
+                };
+                socket.feed(Message::text(frame.json())).await?;
+            }
+            socket.flush().await
+        }
         (Flavor::Raw, many) => {
             for message in many {
                 socket
-                    .feed(Message::Text(message.ws_text().clone()))
+                    .feed(Message::Text(message.payload.ws_text().clone()))
                     .await?;
             }
             socket.flush().await
@@ -205,16 +286,20 @@ async fn write_messages<S: Sink<Message> + Unpin>(
 
 async fn write_close<S: Sink<Message> + Unpin>(
     socket: &mut S,
-    flavor: Flavor,
+    flavor: &Flavor,
     closed: &Closed,
 ) -> Result<(), S::Error> {
     let reason = tidings_core::close::truncate_reason(&closed.reason);
-    if flavor == Flavor::SockJs {
-        socket
-            .send(Message::Text(
-                sockjs::close_frame(closed.code, reason).into(),
-            ))
-            .await?;
+    match flavor {
+        Flavor::SockJs => {
+            socket
+                .send(Message::Text(
+                    sockjs::close_frame(closed.code, reason).into(),
+                ))
+                .await?;
+        }
+        Flavor::Native(_) => socket.send(Message::text(Frame::Close(closed).json())).await?,
+        Flavor::Raw => {}
     }
     // SockJS-only codes such as 2010 are not valid in a WebSocket close frame.
     let code = if valid_in_websocket(closed.code) {
@@ -303,7 +388,7 @@ mod tests {
         tokio::spawn(serve(
             tidings.shared_for_tests(),
             socket,
-            Identity::anonymous(),
+            Opening::New(Identity::anonymous()),
             flavor,
         ));
         (to_server, from_server)

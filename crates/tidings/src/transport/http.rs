@@ -1,0 +1,207 @@
+//! What the HTTP transports of both protocols share: a request attached to a channel, which
+//! waits for the channel's next delivery or a heartbeat of silence, keeps the channel alive
+//! meanwhile, and lets go of it when the response ends, or when the client goes away.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use tidings_core::ids::Id128;
+use tidings_core::{CloseCode, Cursor};
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use crate::channel::Closed;
+use crate::error::Error;
+use crate::session::{Delivered, Delivery, Reader, Session};
+use crate::topic::Topic;
+
+/// What a receiver has to write next.
+pub(crate) enum Step {
+    /// Messages, in order.
+    Messages(Vec<Delivered>),
+    /// Records of `topic` up to `cursor` are gone (native readers only).
+    Gap {
+        topic: Topic,
+        cursor: Cursor,
+        missed: Option<u64>,
+    },
+    /// The channel closed: write the close and end.
+    Close(Closed),
+    /// Nothing for a heartbeat.
+    Heartbeat,
+    /// Another receiver took the channel over: end without a close.
+    TakenOver,
+}
+
+/// What happens to the session when the client drops the request before it ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OnAbort {
+    /// End the session with 1002 (SockJS, as sockjs-node does).
+    End,
+    /// Keep it for this long, for the client to resume (native).
+    Detach(Duration),
+}
+
+/// A request attached to a channel: the one receiver of a SockJS session (holding its receiver
+/// lock), or the current connection of a native one.
+///
+/// Dropped before it was detached or closed, it applies its [`OnAbort`]: that happens when
+/// hyper drops the request because the client went away.
+pub(crate) struct Receiver {
+    pub(crate) session: Session,
+    pub(crate) reader: Reader,
+    /// The receiver lock this request holds, if the protocol uses one.
+    lock: Option<Id128>,
+    on_abort: OnAbort,
+    last_write: Instant,
+    /// One timer entry per request, re-armed lazily as in the WebSocket transport.
+    timer: Pin<Box<Sleep>>,
+    /// Cleared once the request let go of the session on purpose.
+    attached: bool,
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        session: Session,
+        reader: Reader,
+        lock: Option<Id128>,
+        on_abort: OnAbort,
+    ) -> Self {
+        let heartbeat = session.shared.config.heartbeat;
+        let now = Instant::now();
+        Receiver {
+            session,
+            reader,
+            lock,
+            on_abort,
+            last_write: now,
+            timer: Box::pin(sleep_until(now + heartbeat)),
+            attached: true,
+        }
+    }
+
+    /// Waits for messages, the close, or a heartbeat of silence; keeps the channel and the lock
+    /// alive meanwhile.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Reader::next`] is.
+    pub(crate) async fn step(&mut self) -> Step {
+        let heartbeat = self.session.shared.config.heartbeat;
+        loop {
+            tokio::select! {
+                delivery = self.reader.next() => {
+                    self.last_write = Instant::now();
+                    return match delivery {
+                        Ok(Delivery::Messages(messages)) => Step::Messages(messages),
+                        Ok(Delivery::Gap { topic, cursor, missed }) => Step::Gap { topic, cursor, missed },
+                        Ok(Delivery::Close(closed)) => Step::Close(closed),
+                        Ok(Delivery::TakenOver) => Step::TakenOver,
+                        Err(error) => Step::Close(Closed::by(error.close_code())),
+                    };
+                }
+                () = &mut self.timer => {
+                    let due = self.last_write.elapsed() >= heartbeat;
+                    if due {
+                        self.last_write = Instant::now();
+                    }
+                    self.keep_alive().await;
+                    let next = self.last_write + heartbeat;
+                    self.timer.as_mut().reset(next);
+                    if due {
+                        return Step::Heartbeat;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn keep_alive(&self) {
+        let shared = &self.session.shared;
+        let renewed = async {
+            self.session.keep_alive().await?;
+            if let Some(lock) = self.lock {
+                shared
+                    .hub
+                    .store()
+                    .acquire_receiver(self.session.channel.id(), lock, shared.session_ttl())
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(error) = renewed.await {
+            tracing::warn!(%error, "could not renew a session");
+        }
+    }
+
+    /// The request ended normally: the session waits `wait` for the next one.
+    pub(crate) async fn detach(&mut self, wait: Duration) {
+        self.attached = false;
+        let detached = async {
+            self.session.detach(&self.reader, wait).await?;
+            if let Some(lock) = self.lock {
+                let store = self.session.shared.hub.store();
+                store.release_receiver(self.session.channel.id(), lock).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(error) = detached.await {
+            tracing::warn!(%error, "could not detach from a session");
+        }
+    }
+
+    /// The session closed: it lingers for `disconnect_delay`, answering its close.
+    pub(crate) async fn close(&mut self, closed: Closed) {
+        self.attached = false;
+        let linger = self.session.shared.config.disconnect_delay;
+        let cursors = self.reader.cursors();
+        end(self.session.clone(), self.lock, cursors, closed, linger).await;
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if !self.attached {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = self.session.clone();
+        match self.on_abort {
+            // sockjs-node forgets a session whose receiving request was aborted: the client's
+            // next request starts a new one.
+            OnAbort::End => {
+                let closed = Closed::by(CloseCode::INTERRUPTED);
+                runtime.spawn(end(session, self.lock, Vec::new(), closed, Duration::ZERO));
+            }
+            // The cursors are not saved: what this request wrote may not have arrived, and the
+            // client resumes from the position it saw.
+            OnAbort::Detach(wait) => {
+                runtime.spawn(async move {
+                    let store = session.shared.hub.store();
+                    if let Err(error) = store.touch(session.channel.id(), wait).await {
+                        tracing::warn!(%error, "could not detach from a session");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Ends the session and lets go of its receiver lock.
+async fn end(
+    session: Session,
+    lock: Option<Id128>,
+    cursors: Vec<(Topic, Cursor)>,
+    closed: Closed,
+    linger: Duration,
+) {
+    let store = session.shared.hub.store().clone();
+    let id = session.channel.id();
+    session.finish(&cursors, closed, linger).await;
+    if let Some(lock) = lock
+        && let Err(error) = store.release_receiver(id, lock).await
+    {
+        tracing::warn!(%error, "could not release a receiver");
+    }
+}
