@@ -1,5 +1,8 @@
 //! Support code for the integration tests: servers on 127.0.0.1 port 0 and clients for them.
 
+pub mod http;
+pub mod proxy;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -26,6 +29,26 @@ impl Server {
             axum::serve(listener, app).await.expect("serve");
         });
         Server { addr, task }
+    }
+
+    /// Binds 127.0.0.1 port 0 first, then starts the router that `app` builds for that
+    /// address: for apps that must know their own URL before they exist, such as a SockJS
+    /// service whose `sockjs_url` points at a copy of sockjs-client the same server serves.
+    pub async fn start_with(app: impl FnOnce(SocketAddr) -> Router) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let app = app(addr);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Server { addr, task }
+    }
+
+    /// `http://addr`, without a trailing slash.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// `ws://addr<path>`.

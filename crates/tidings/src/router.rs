@@ -40,9 +40,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/native/ws", any(native_route(native::ws)))
         .route("/native/send", any(native_route(native::send)))
         .route("/native/close", any(native_route(native::close)))
-        .route("/native/sse", any(native_route(|s, r| receive_native(s, Kind::Sse, r))))
-        .route("/native/stream", any(native_route(|s, r| receive_native(s, Kind::Stream, r))))
-        .route("/native/poll", any(native_route(|s, r| receive_native(s, Kind::Poll, r))))
+        .route(
+            "/native/sse",
+            any(native_route(|s, r| receive_native(s, Kind::Sse, r))),
+        )
+        .route(
+            "/native/stream",
+            any(native_route(|s, r| receive_native(s, Kind::Stream, r))),
+        )
+        .route(
+            "/native/poll",
+            any(native_route(|s, r| receive_native(s, Kind::Poll, r))),
+        )
         .route("/{server}/{session}/websocket", any(sockjs_websocket))
         .route("/{server}/{session}/{transport}", any(sockjs_session))
         .fallback(|| async { not_found() })

@@ -223,7 +223,11 @@ impl Session {
     /// saves the cursors and keeps the channel for `wait`.
     pub(crate) async fn detach(&self, reader: &Reader, wait: Duration) -> Result<(), Error> {
         self.save(reader).await?;
-        self.shared.hub.store().touch(self.channel.id(), wait).await?;
+        self.shared
+            .hub
+            .store()
+            .touch(self.channel.id(), wait)
+            .await?;
         Ok(())
     }
 

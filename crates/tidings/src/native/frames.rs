@@ -66,7 +66,11 @@ impl Frame<'_> {
                 out.push_str(r#","reason":"#);
                 push_json_string(&mut out, &closed.reason);
                 out.push_str(r#","reconnect":"#);
-                out.push_str(if closed.code.reconnect() { "true" } else { "false" });
+                out.push_str(if closed.code.reconnect() {
+                    "true"
+                } else {
+                    "false"
+                });
                 out.push('}');
             }
         }
@@ -85,7 +89,10 @@ impl Frame<'_> {
                 // A line break inside the message would end the `data:` field: each line gets
                 // its own, and EventSource joins them with `\n` again. A lone `\r` counts as a
                 // line break in SSE, so it is split on too (and comes back as `\n`).
-                let lines = data.text().split("\r\n").flat_map(|l| l.split(['\n', '\r']));
+                let lines = data
+                    .text()
+                    .split("\r\n")
+                    .flat_map(|l| l.split(['\n', '\r']));
                 for line in lines {
                     out.push_str("data: ");
                     out.push_str(line);
@@ -167,7 +174,11 @@ impl Tracker {
             TopicRef::All
         } else if topic.private_to() == Some(self.channel) {
             TopicRef::Own
-        } else if self.user.as_deref().is_some_and(|u| *topic == Topic::user(u)) {
+        } else if self
+            .user
+            .as_deref()
+            .is_some_and(|u| *topic == Topic::user(u))
+        {
             TopicRef::User
         } else {
             TopicRef::Named(topic.as_str().to_owned())

@@ -125,7 +125,10 @@ fn query(parts: &Parts, name: &str) -> Option<String> {
 /// Finds the session a request's token names, and checks the request is allowed to use it:
 /// its origin, and the auth hook's user against the one the token was issued to.
 async fn resolve(shared: &Arc<Shared>, parts: &Parts) -> Result<ChannelState, Response> {
-    let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
     if !shared.config.origin_allowed(origin) {
         return Err(
             Failure::new(StatusCode::FORBIDDEN, "origin", "origin not allowed").into_response(),
@@ -143,7 +146,11 @@ async fn resolve(shared: &Arc<Shared>, parts: &Parts) -> Result<ChannelState, Re
         Ok(None) => return Err(Failure::unknown_session().into_response()),
         Err(error) => return Err(Failure::from(&Error::from(error)).into_response()),
     };
-    let handshake = Handshake::new(parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+    let handshake = Handshake::new(
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
     let identity = (shared.handlers.auth)(handshake)
         .await
         .map_err(IntoResponse::into_response)?;
@@ -295,9 +302,13 @@ pub(crate) async fn ws(shared: Arc<Shared>, request: Request) -> Response {
         Ok(state) => state,
         Err(response) => return response,
     };
-    let upgrade = upgrade
-        .read_buffer_size(4096)
-        .max_message_size(shared.config.max_message_size.saturating_mul(2).saturating_add(1024));
+    let upgrade = upgrade.read_buffer_size(4096).max_message_size(
+        shared
+            .config
+            .max_message_size
+            .saturating_mul(2)
+            .saturating_add(1024),
+    );
     if state.ended {
         let closed = close_of(&state);
         return upgrade.on_upgrade(move |mut socket| async move {
@@ -346,10 +357,11 @@ async fn deliver(shared: &Arc<Shared>, parts: &Parts, body: Body) -> Result<(), 
     let max = shared.config.max_message_size;
     // Room for one message of `max` bytes however JSON escapes it (up to 6 bytes a character).
     let limit = max.saturating_mul(6).saturating_add(4096);
-    let too_large = |size: usize| {
-        Failure::from(&Error::MessageTooLarge { size, limit: max }).into_response()
-    };
-    let body = to_bytes(body, limit).await.map_err(|_| too_large(limit + 1))?;
+    let too_large =
+        |size: usize| Failure::from(&Error::MessageTooLarge { size, limit: max }).into_response();
+    let body = to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(limit + 1))?;
     let messages: Vec<String> = serde_json::from_slice(&body).map_err(|_| {
         Failure::bad_request("the body must be a JSON array of strings").into_response()
     })?;
@@ -386,7 +398,9 @@ pub(crate) async fn close(shared: Arc<Shared>, request: Request) -> Response {
         return Failure::from(&error).into_response();
     }
     let linger = shared.config.disconnect_delay;
-    Session::of(&shared, &state).finish(&[], closed, linger).await;
+    Session::of(&shared, &state)
+        .finish(&[], closed, linger)
+        .await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     cors::allow(&parts.headers, response.headers_mut());
     response

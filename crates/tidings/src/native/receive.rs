@@ -176,9 +176,21 @@ async fn poll(mut receiver: Receiver, mut tracker: Tracker) -> String {
         pos: tracker.position(),
     };
     let mut out = vec![open.json()];
-    let step = receiver.step().await;
-    let (frames, ended) = frames(&mut receiver, &mut tracker, Kind::Poll, step).await;
-    out.extend(frames);
+    let mut step = receiver.step().await;
+    let ended = loop {
+        let gap = matches!(step, Step::Gap { .. });
+        let (frames, ended) = frames(&mut receiver, &mut tracker, Kind::Poll, step).await;
+        out.extend(frames);
+        if ended || !gap {
+            break ended;
+        }
+        // After a gap, the messages that follow it, if they are at hand (`step` is cancel
+        // safe, so nothing is lost when they are not).
+        match tokio::time::timeout(Duration::ZERO, receiver.step()).await {
+            Ok(next) => step = next,
+            Err(_) => break false,
+        }
+    };
     if !ended {
         let resume = receiver.session.shared.config.resume;
         receiver.detach(resume).await;

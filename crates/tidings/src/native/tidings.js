@@ -75,6 +75,9 @@ const BUFFERED_MS = 1000;
 const STABLE_MS = 10000;
 const FLAPS = 3;
 
+/** @type {RequestInit} */
+const GET = { credentials: 'same-origin', cache: 'no-store' };
+
 /** Whether this runtime can run a transport. */
 const supported = {
   websocket: () => typeof WebSocket === 'function',
@@ -214,8 +217,18 @@ export class Connection extends EventTarget {
     this.#flush();
   }
 
-  /** Closes the connection: stops every transport and timer, then dispatches `close` (1000). */
+  /**
+   * Closes the connection: tells the server (`POST <prefix>/native/close`, so the session ends
+   * now rather than after `resume_ms`), stops every transport and timer, and dispatches
+   * `close` (1000). Queued messages not yet sent are dropped.
+   */
   close() {
+    if (this.#readyState === Connection.CLOSED) return;
+    if (this.#token) {
+      // keepalive: the request outlives a page being unloaded.
+      const url = this.#base + this.#path('/native/close', false);
+      fetch(url, { method: 'POST', credentials: 'same-origin', keepalive: true }).catch(() => {});
+    }
     this.#shutdown(1000, 'Normal closure', false);
   }
 
@@ -485,7 +498,8 @@ export class Connection extends EventTarget {
   #armSilence(a) {
     clearTimeout(a.silenceTimer);
     if (this.#attempt !== a) return;
-    const beat = Math.max(this.#info?.heartbeat_ms ?? 25000, a.name === 'polling' ? this.#pollTimeout() : 0);
+    const poll = a.name === 'polling' ? this.#pollTimeout() : 0;
+    const beat = Math.max(this.#info?.heartbeat_ms ?? 25000, poll);
     const limit = beat * this.#options.silenceFactor + this.#options.openTimeout;
     a.silenceTimer = setTimeout(() => this.#fail(a, `silent for ${limit} ms`), limit);
   }
@@ -575,7 +589,6 @@ export class Connection extends EventTarget {
         body,
         credentials: 'same-origin',
         cache: 'no-store',
-        headers: { 'content-type': 'application/json' },
         signal: ctrl.signal,
       });
     } catch (err) {
@@ -691,7 +704,7 @@ const transports = {
     const ctrl = new AbortController();
     const h = { started: Date.now(), stop: () => ctrl.abort() };
     (async () => {
-      const res = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: ctrl.signal });
+      const res = await fetch(url, { ...GET, signal: ctrl.signal });
       if (!res.ok) return sink.done(await failure(res));
       if (!res.body) return sink.done({ message: 'no response body' });
       const reader = res.body.getReader();
@@ -724,7 +737,7 @@ const transports = {
   polling(url, sink) {
     const ctrl = new AbortController();
     (async () => {
-      const res = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: ctrl.signal });
+      const res = await fetch(url, { ...GET, signal: ctrl.signal });
       if (!res.ok) return sink.done(await failure(res));
       const frames = await res.json();
       if (ctrl.signal.aborted) return;

@@ -59,7 +59,10 @@ impl CallbackError {
             CallbackError::Missing => "\"callback\" parameter required",
             CallbackError::Invalid => "invalid \"callback\" parameter",
         };
-        plain(StatusCode::INTERNAL_SERVER_ERROR, body)
+        let mut response = plain(StatusCode::INTERNAL_SERVER_ERROR, body);
+        // Answers on session URLs are never cached, errors included (as sockjs-node).
+        super::cache::never(response.headers_mut());
+        response
     }
 }
 

@@ -60,8 +60,12 @@ pub(crate) async fn serve(
         }
         Ok(Attached::Refused(closed)) => {
             let frame = framing.frame(&sockjs::close_frame(closed.code, &closed.reason));
+            // Streaming transports still send the prelude and the frame as chunks of their own.
             let body = match framing.prelude() {
-                Some(prelude) => Body::from([prelude, frame].concat()),
+                Some(prelude) => {
+                    let chunks = [prelude, frame].map(Ok::<_, std::convert::Infallible>);
+                    Body::from_stream(futures::stream::iter(chunks))
+                }
                 None => Body::from(frame),
             };
             respond(&shared, &framing, &request, body)
@@ -265,7 +269,12 @@ mod tests {
             (Method::POST, "xhr", false, "h\n"),
             (Method::POST, "xhr_streaming", true, "h\n"),
             (Method::GET, "eventsource", true, "data: h\r\n\r\n"),
-            (Method::GET, "htmlfile?c=cb", true, "<script>\np(\"h\");\n</script>\r\n"),
+            (
+                Method::GET,
+                "htmlfile?c=cb",
+                true,
+                "<script>\np(\"h\");\n</script>\r\n",
+            ),
             (Method::GET, "jsonp?c=cb", false, "/**/cb(\"h\");\r\n"),
         ];
         for (i, (method, transport, prelude, beat)) in cases.into_iter().enumerate() {

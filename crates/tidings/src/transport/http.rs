@@ -140,7 +140,9 @@ impl Receiver {
             self.session.detach(&self.reader, wait).await?;
             if let Some(lock) = self.lock {
                 let store = self.session.shared.hub.store();
-                store.release_receiver(self.session.channel.id(), lock).await?;
+                store
+                    .release_receiver(self.session.channel.id(), lock)
+                    .await?;
             }
             Ok::<_, Error>(())
         };

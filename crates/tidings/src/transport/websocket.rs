@@ -15,8 +15,8 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::channel::Closed;
 use crate::handshake::Identity;
-use crate::session::{self, Delivered, Delivery, Opened, Reader, Session};
 use crate::native::frames::{Frame, Tracker};
+use crate::session::{self, Delivered, Delivery, Opened, Reader, Session};
 use crate::tidings::Shared;
 
 /// Which WebSocket endpoint a connection came in on.
@@ -298,7 +298,11 @@ async fn write_close<S: Sink<Message> + Unpin>(
                 ))
                 .await?;
         }
-        Flavor::Native(_) => socket.send(Message::text(Frame::Close(closed).json())).await?,
+        Flavor::Native(_) => {
+            socket
+                .send(Message::text(Frame::Close(closed).json()))
+                .await?
+        }
         Flavor::Raw => {}
     }
     // SockJS-only codes such as 2010 are not valid in a WebSocket close frame.

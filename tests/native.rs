@@ -1,0 +1,465 @@
+//! The native protocol over real sockets on 127.0.0.1: negotiation, each transport, resume
+//! across transports with nothing lost or repeated, gaps, takeover, and every bad input.
+
+use std::time::Duration;
+
+use axum::Router;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tidings::{CloseCode, Identity, Rejection, Retention, Tidings};
+use tidings_tests::http::Request;
+use tidings_tests::{Server, connect};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+
+/// A chat service at `/rt`: every message is broadcast; users come from `?user=` (anonymous
+/// without it); `?user=nobody` is refused.
+fn chat(retention: usize) -> Tidings {
+    Tidings::builder()
+        .retention(Retention {
+            messages: retention,
+            bytes: 1 << 20,
+        })
+        .max_message_size(1000)
+        .auth(|handshake| async move {
+            match handshake.query("user").as_deref() {
+                Some("nobody") => Err(Rejection::unauthorized("not you")),
+                Some(user) => Ok(Identity::user(user)),
+                None => Ok(Identity::anonymous()),
+            }
+        })
+        .on_message(|channel, text| async move {
+            channel.hub().broadcast(text).await.expect("broadcast");
+        })
+        .build()
+}
+
+async fn start(tidings: &Tidings) -> Server {
+    Server::start(Router::new().nest_service("/rt", tidings.router())).await
+}
+
+async fn json(server: &Server, request: Request) -> (u16, Value) {
+    let mut response = request.send(server.addr).await;
+    let status = response.status();
+    let body = response.text().await;
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
+    };
+    (status, value)
+}
+
+async fn negotiate(server: &Server, query: &str) -> String {
+    let (status, body) = json(
+        server,
+        Request::post(&format!("/rt/native/negotiate{query}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()));
+    token
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One poll from `pos`: the frames.
+async fn poll(server: &Server, token: &str, pos: Option<&str>) -> Vec<Value> {
+    let mut path = format!("/rt/native/poll?token={token}");
+    if let Some(pos) = pos {
+        path.push_str(&format!("&pos={}", enc(pos)));
+    }
+    let (status, body) = json(server, Request::get(&path)).await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array().expect("array").clone()
+}
+
+/// The texts of the message frames, and the position after the last message or gap.
+fn messages(frames: &[Value]) -> (Vec<String>, Option<String>) {
+    let mut texts = Vec::new();
+    let mut pos = None;
+    for frame in frames {
+        match frame["type"].as_str() {
+            Some("message") => {
+                texts.push(frame["data"].as_str().expect("data").to_owned());
+                pos = Some(frame["pos"].as_str().expect("pos").to_owned());
+            }
+            Some("gap") => pos = Some(frame["pos"].as_str().expect("pos").to_owned()),
+            _ => {}
+        }
+    }
+    (texts, pos)
+}
+
+async fn publish(tidings: &Tidings, range: std::ops::Range<u32>) {
+    for i in range {
+        tidings
+            .hub()
+            .broadcast(i.to_string())
+            .await
+            .expect("broadcast");
+    }
+}
+
+fn numbers(range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|i| i.to_string()).collect()
+}
+
+#[tokio::test]
+async fn negotiation_says_what_the_service_offers() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let mut response = Request::post("/rt/native/negotiate")
+        .send(server.addr)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(
+        response.header("cache-control"),
+        Some("no-store, no-transform")
+    );
+    let body: Value = serde_json::from_str(&response.text().await).expect("json");
+    assert_eq!(
+        body["transports"],
+        serde_json::json!(["websocket", "sse", "streaming", "polling"])
+    );
+    assert_eq!(body["heartbeat_ms"], 25000);
+    assert_eq!(body["resume_ms"], 120000);
+    assert_eq!(body["max_message_size"], 1000);
+    // Two negotiations, two sessions.
+    assert_ne!(negotiate(&server, "").await, negotiate(&server, "").await);
+}
+
+#[tokio::test]
+async fn polling_delivers_with_positions_and_goes_on_from_them() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let sent = Request::post(&format!("/rt/native/send?token={token}")).body(r#"["a","b"]"#);
+    assert_eq!(sent.send(server.addr).await.status(), 204);
+    let frames = poll(&server, &token, None).await;
+    assert_eq!(frames[0]["type"], "open");
+    assert_eq!(frames[0]["transport"], "polling");
+    assert_eq!(frames.last().expect("end")["type"], "end");
+    let (texts, pos) = messages(&frames);
+    assert_eq!(texts, ["a", "b"]);
+    publish(&tidings, 0..3).await;
+    let (texts, _) = messages(&poll(&server, &token, pos.as_deref()).await);
+    assert_eq!(texts, numbers(0..3));
+}
+
+/// Reads newline-delimited frames from a streaming response until `n` messages came.
+async fn stream_messages(
+    response: &mut tidings_tests::http::Response,
+    n: usize,
+) -> (Vec<String>, String) {
+    let mut frames = Vec::new();
+    while messages(&frames).0.len() < n {
+        let chunk = response.chunk_text().await;
+        for line in chunk.lines() {
+            frames.push(serde_json::from_str::<Value>(line).expect("a JSON line"));
+        }
+    }
+    let (texts, pos) = messages(&frames);
+    (texts, pos.expect("a position"))
+}
+
+#[tokio::test]
+async fn a_client_cut_off_mid_stream_resumes_on_another_transport_with_nothing_lost_or_repeated() {
+    let tidings = chat(1000);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let mut stream = Request::get(&format!("/rt/native/stream?token={token}"))
+        .send(server.addr)
+        .await;
+    assert_eq!(stream.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(stream.header("x-accel-buffering"), Some("no"));
+    publish(&tidings, 0..10).await;
+    // The client saw five, then the network went: the server may have written more.
+    let (seen, pos) = stream_messages(&mut stream, 5).await;
+    let pos_after_five = match seen.len() {
+        5 => pos,
+        _ => panic!("frames come one message per line: {seen:?}"),
+    };
+    drop(stream);
+    publish(&tidings, 10..20).await;
+    // Back over SSE, from the position of the fifth.
+    let mut sse = Request::get(&format!(
+        "/rt/native/sse?token={token}&pos={}",
+        enc(&pos_after_five)
+    ))
+    .send(server.addr)
+    .await;
+    assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+    let mut got = Vec::new();
+    while got.len() < 15 {
+        let chunk = sse.chunk_text().await;
+        got.extend(
+            chunk
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| !d.starts_with('{'))
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(got, numbers(5..20));
+}
+
+#[tokio::test]
+async fn sse_resumes_from_last_event_id() {
+    let tidings = chat(1000);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let mut sse = Request::get(&format!("/rt/native/sse?token={token}"))
+        .send(server.addr)
+        .await;
+    assert_eq!(sse.chunk_text().await, "retry: 1000\n\n");
+    assert!(sse.chunk_text().await.starts_with("event: open\n"));
+    publish(&tidings, 0..2).await;
+    let first = sse.chunk_text().await;
+    let id = first
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an id")
+        .to_owned();
+    assert!(first.ends_with("data: 0\n\n"), "{first:?}");
+    drop(sse);
+    publish(&tidings, 2..4).await;
+    let mut again = Request::get(&format!("/rt/native/sse?token={token}"))
+        .header("Last-Event-ID", &id)
+        .send(server.addr)
+        .await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let chunk = again.chunk_text().await;
+        got.extend(
+            chunk
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| !d.starts_with('{'))
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(got, numbers(1..4));
+}
+
+#[tokio::test]
+async fn websocket_carries_frames_and_a_leaving_client_can_resume() {
+    let tidings = chat(1000);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let mut ws = connect(&server.ws_url(&format!("/rt/native/ws?token={token}"))).await;
+    let open: Value = next_json(&mut ws).await;
+    assert_eq!(open["type"], "open");
+    assert_eq!(open["transport"], "websocket");
+    ws.send(Message::text("hello")).await.expect("send");
+    let echoed = next_json(&mut ws).await;
+    assert_eq!(
+        (echoed["type"].as_str(), echoed["data"].as_str()),
+        (Some("message"), Some("hello"))
+    );
+    let pos = echoed["pos"].as_str().expect("pos").to_owned();
+    // A client leaving for another transport closes with a code of its own.
+    ws.close(Some(CloseFrame {
+        code: WsCode::Library(4001),
+        reason: "switching".into(),
+    }))
+    .await
+    .expect("close");
+    publish(&tidings, 0..3).await;
+    let (texts, _) = messages(&poll(&server, &token, Some(&pos)).await);
+    assert_eq!(texts, numbers(0..3));
+}
+
+async fn next_json(ws: &mut tidings_tests::Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("json");
+            if value["type"] != "heartbeat" {
+                return value;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_away_past_retention_is_told_of_the_gap() {
+    let tidings = chat(5);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    publish(&tidings, 0..1).await;
+    let (_, pos) = messages(&poll(&server, &token, None).await);
+    publish(&tidings, 1..21).await;
+    let frames = poll(&server, &token, pos.as_deref()).await;
+    let gap = frames
+        .iter()
+        .find(|f| f["type"] == "gap")
+        .expect("a gap frame");
+    assert_eq!(gap["missed"], 15);
+    assert_eq!(messages(&frames).0, numbers(16..21));
+}
+
+#[tokio::test]
+async fn a_position_from_another_epoch_is_a_gap_of_unknown_size() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    publish(&tidings, 0..2).await;
+    let frames = poll(&server, &token, Some("a:1234:1")).await;
+    let gap = frames
+        .iter()
+        .find(|f| f["type"] == "gap")
+        .expect("a gap frame");
+    assert_eq!(gap["missed"], Value::Null);
+    assert_eq!(messages(&frames).0, numbers(0..2));
+}
+
+#[tokio::test]
+async fn a_new_connection_takes_the_session_over_from_the_old_one() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let mut old = Request::get(&format!("/rt/native/stream?token={token}"))
+        .send(server.addr)
+        .await;
+    assert!(old.chunk_text().await.contains("\"open\""));
+    let mut new = Request::get(&format!("/rt/native/stream?token={token}"))
+        .send(server.addr)
+        .await;
+    assert!(new.chunk_text().await.contains("\"open\""));
+    assert_eq!(old.chunk_text().await, "{\"type\":\"end\"}\n");
+    old.assert_ended().await;
+    // The new one delivers.
+    publish(&tidings, 0..1).await;
+    assert!(new.chunk_text().await.contains("\"data\":\"0\""));
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_leave_other_sessions_alone() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let bystander = negotiate(&server, "").await;
+    let ann = negotiate(&server, "?user=ann").await;
+    let forged = "0123456789abcdef0123456789abcdef";
+    let cases = [
+        (Request::get("/rt/native/poll"), 400, "bad-request"),
+        (
+            Request::get("/rt/native/poll?token=nothex"),
+            404,
+            "unknown-session",
+        ),
+        (
+            Request::get(&format!("/rt/native/poll?token={forged}")),
+            404,
+            "unknown-session",
+        ),
+        (
+            Request::get(&format!("/rt/native/poll?token={ann}&user=bob")),
+            403,
+            "wrong-user",
+        ),
+        (
+            Request::get(&format!("/rt/native/poll?token={ann}")),
+            403,
+            "wrong-user",
+        ),
+        (
+            Request::get(&format!("/rt/native/poll?token={ann}&user=ann&pos=a:zz:1")),
+            400,
+            "bad-request",
+        ),
+        (
+            Request::post(&format!("/rt/native/send?token={bystander}")).body("{}"),
+            400,
+            "bad-request",
+        ),
+        (
+            Request::post(&format!("/rt/native/send?token={bystander}")).body("[\"x"),
+            400,
+            "bad-request",
+        ),
+        (
+            Request::post(&format!("/rt/native/send?token={bystander}"))
+                .body(format!("[\"{}\"]", "x".repeat(1001))),
+            413,
+            "too-large",
+        ),
+        (
+            Request::post(&format!("/rt/native/send?token={bystander}")).body(vec![b'x'; 20_000]),
+            413,
+            "too-large",
+        ),
+    ];
+    for (request, status, error) in cases {
+        let what = format!("{request:?}");
+        let (got, body) = json(&server, request).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{what}: {body}"
+        );
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The auth hook's refusal, with its own status and text.
+    let mut refused = Request::post("/rt/native/negotiate?user=nobody")
+        .send(server.addr)
+        .await;
+    assert_eq!(
+        (refused.status(), refused.text().await.as_str()),
+        (401, "not you")
+    );
+    let wrong_method = Request::get("/rt/native/send").send(server.addr).await;
+    assert_eq!(wrong_method.status(), 405);
+    // Nothing above was delivered; the other session works as before.
+    let sent = Request::post(&format!("/rt/native/send?token={bystander}")).body(r#"["ok"]"#);
+    assert_eq!(sent.send(server.addr).await.status(), 204);
+    assert_eq!(messages(&poll(&server, &bystander, None).await).0, ["ok"]);
+}
+
+#[tokio::test]
+async fn a_closed_session_says_so_on_every_transport() {
+    let (tx, mut closes) = tokio::sync::mpsc::unbounded_channel();
+    let tidings = Tidings::builder()
+        .on_close(move |_, closed| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(closed.code);
+            }
+        })
+        .build();
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let closed = Request::post(&format!("/rt/native/close?token={token}"));
+    assert_eq!(closed.send(server.addr).await.status(), 204);
+    assert_eq!(closes.recv().await, Some(CloseCode::NORMAL));
+    let frames = poll(&server, &token, None).await;
+    assert_eq!(
+        frames,
+        [
+            serde_json::json!({"type":"close","code":1000,"reason":"Client closed","reconnect":false})
+        ]
+    );
+    // A plain EventSource stops reconnecting on 204.
+    let sse = Request::get(&format!("/rt/native/sse?token={token}"))
+        .send(server.addr)
+        .await;
+    assert_eq!(sse.status(), 204);
+    // Reported once.
+    assert!(closes.try_recv().is_err());
+}
