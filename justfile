@@ -3,9 +3,9 @@
 default:
     @just --list
 
-# Run the echo example server.
+# Run the chat demo (native protocol) on 127.0.0.1:3000.
 demo:
-    cargo run --example echo
+    cargo run --example chat
 
 # Workspace tests, without the #[ignore]d ones that test-all also runs.
 test:
