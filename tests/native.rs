@@ -202,18 +202,19 @@ async fn a_client_cut_off_mid_stream_resumes_on_another_transport_with_nothing_l
     .send(server.addr)
     .await;
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+    assert_eq!(sse_messages(&mut sse, 15).await, numbers(5..20));
+}
+
+/// The data of the next `n` message events of an SSE response (the tests' messages are
+/// single lines; events of other types carry JSON objects).
+async fn sse_messages(response: &mut tidings_tests::http::Response, n: usize) -> Vec<String> {
     let mut got = Vec::new();
-    while got.len() < 15 {
-        let chunk = sse.chunk_text().await;
-        got.extend(
-            chunk
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .filter(|d| !d.starts_with('{'))
-                .map(str::to_owned),
-        );
+    while got.len() < n {
+        let chunk = response.chunk_text().await;
+        let data = chunk.lines().filter_map(|l| l.strip_prefix("data: "));
+        got.extend(data.filter(|d| !d.starts_with('{')).map(str::to_owned));
     }
-    assert_eq!(got, numbers(5..20));
+    got
 }
 
 #[tokio::test]
@@ -240,18 +241,7 @@ async fn sse_resumes_from_last_event_id() {
         .header("Last-Event-ID", &id)
         .send(server.addr)
         .await;
-    let mut got = Vec::new();
-    while got.len() < 3 {
-        let chunk = again.chunk_text().await;
-        got.extend(
-            chunk
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .filter(|d| !d.starts_with('{'))
-                .map(str::to_owned),
-        );
-    }
-    assert_eq!(got, numbers(1..4));
+    assert_eq!(sse_messages(&mut again, 3).await, numbers(1..4));
 }
 
 #[tokio::test]
