@@ -671,7 +671,9 @@ const transports = {
       started: Date.now(),
       stop() {
         ws.onmessage = ws.onclose = null;
-        ws.close();
+        // A code of our own tells the server the client is moving on, not ending the session
+        // (a close without a code, or with 1000, would end it).
+        ws.close(4001, 'leaving');
       },
     };
   },
