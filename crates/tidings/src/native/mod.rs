@@ -258,9 +258,16 @@ pub(crate) async fn negotiate(shared: Arc<Shared>, request: Request) -> Response
         }
         Err(error) => return Failure::from(&error).into_response(),
     };
-    // The client has `resume` to connect its first transport.
-    if let Err(error) = session.detach(&reader, shared.config.resume).await {
-        return Failure::from(&error).into_response();
+    // The client has `resume` to connect its first transport, which starts from here (the
+    // heads at negotiation) unless the client brings a position.
+    drop(reader);
+    let touched = shared
+        .hub
+        .store()
+        .touch(session.channel.id(), shared.config.resume)
+        .await;
+    if let Err(error) = touched {
+        return Failure::from(&Error::from(error)).into_response();
     }
     let config = &shared.config;
     let mut transports = vec!["sse", "streaming", "polling"];

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::http_util::method_not_allowed;
 use crate::sockjs::cors;
 use crate::tidings::Shared;
-use crate::transport::http::{OnAbort, Receiver, Step};
+use crate::transport::http::{Holding, Receiver, Step};
 
 /// One of the native HTTP transports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +114,7 @@ async fn attach(shared: &Arc<Shared>, kind: Kind, parts: &Parts) -> Result<Body,
     });
     let (session, reader, tracker) = take_over(shared, state, pos.as_deref()).await?;
     let resume = shared.config.resume;
-    let receiver = Receiver::new(session, reader, None, OnAbort::Detach(resume));
+    let receiver = Receiver::new(session, reader, Holding::Position(resume));
     Ok(match kind {
         Kind::Poll => Body::from(poll(receiver, tracker).await),
         Kind::Sse | Kind::Stream => stream(receiver, tracker, kind),

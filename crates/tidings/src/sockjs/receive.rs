@@ -34,7 +34,7 @@ use crate::router::{admit, error_response};
 use crate::session::{self, Delivered, Opened, Reader, Session};
 use crate::store::ChannelState;
 use crate::tidings::Shared;
-use crate::transport::http::{OnAbort, Receiver, Step};
+use crate::transport::http::{Holding, Receiver, Step};
 
 /// The store alias of the SockJS session `<session>`.
 pub(crate) fn alias(session: &str) -> String {
@@ -117,7 +117,7 @@ async fn attach(shared: &Arc<Shared>, key: &str, parts: Parts) -> Result<Attache
     if !locked {
         return Ok(Attached::Refused(Closed::by(CloseCode::ANOTHER_CONNECTION)));
     }
-    let receiver = Receiver::new(session, reader, Some(holder), OnAbort::End);
+    let receiver = Receiver::new(session, reader, Holding::Lock(holder));
     Ok(Attached::Session(Box::new(receiver), fresh))
 }
 

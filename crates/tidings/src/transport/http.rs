@@ -32,26 +32,29 @@ pub(crate) enum Step {
     TakenOver,
 }
 
-/// What happens to the session when the client drops the request before it ended.
+/// How a request holds its channel: what it locks, what it saves, and what a dropped request
+/// does to the session.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum OnAbort {
-    /// End the session with 1002 (SockJS, as sockjs-node does).
-    End,
-    /// Keep it for this long, for the client to resume (native).
-    Detach(Duration),
+pub(crate) enum Holding {
+    /// SockJS: the request holds the session's receiver lock; the server's cursors are the
+    /// session's position, saved when the request ends; a request the client drops ends the
+    /// session with 1002, as sockjs-node does.
+    Lock(Id128),
+    /// Native: the client's position is the truth, so nothing is saved (what the server wrote
+    /// may never have arrived); a dropped request leaves the session for the client to resume
+    /// within this long.
+    Position(Duration),
 }
 
 /// A request attached to a channel: the one receiver of a SockJS session (holding its receiver
 /// lock), or the current connection of a native one.
 ///
-/// Dropped before it was detached or closed, it applies its [`OnAbort`]: that happens when
-/// hyper drops the request because the client went away.
+/// Dropped before it was detached or closed, it does what its [`Holding`] says: that happens
+/// when hyper drops the request because the client went away.
 pub(crate) struct Receiver {
     pub(crate) session: Session,
     pub(crate) reader: Reader,
-    /// The receiver lock this request holds, if the protocol uses one.
-    lock: Option<Id128>,
-    on_abort: OnAbort,
+    holding: Holding,
     last_write: Instant,
     /// One timer entry per request, re-armed lazily as in the WebSocket transport.
     timer: Pin<Box<Sleep>>,
@@ -60,19 +63,13 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    pub(crate) fn new(
-        session: Session,
-        reader: Reader,
-        lock: Option<Id128>,
-        on_abort: OnAbort,
-    ) -> Self {
+    pub(crate) fn new(session: Session, reader: Reader, holding: Holding) -> Self {
         let heartbeat = session.shared.config.heartbeat;
         let now = Instant::now();
         Receiver {
             session,
             reader,
-            lock,
-            on_abort,
+            holding,
             last_write: now,
             timer: Box::pin(sleep_until(now + heartbeat)),
             attached: true,
@@ -119,7 +116,7 @@ impl Receiver {
         let shared = &self.session.shared;
         let renewed = async {
             self.session.keep_alive().await?;
-            if let Some(lock) = self.lock {
+            if let Holding::Lock(lock) = self.holding {
                 shared
                     .hub
                     .store()
@@ -133,16 +130,20 @@ impl Receiver {
         }
     }
 
-    /// The request ended normally: the session waits `wait` for the next one.
+    /// The request ended without a close: the session waits `wait` for the next one.
     pub(crate) async fn detach(&mut self, wait: Duration) {
         self.attached = false;
+        let store = self.session.shared.hub.store();
+        let id = self.session.channel.id();
         let detached = async {
-            self.session.detach(&self.reader, wait).await?;
-            if let Some(lock) = self.lock {
-                let store = self.session.shared.hub.store();
-                store
-                    .release_receiver(self.session.channel.id(), lock)
-                    .await?;
+            match self.holding {
+                Holding::Lock(lock) => {
+                    self.session.detach(&self.reader, wait).await?;
+                    store.release_receiver(id, lock).await?;
+                }
+                Holding::Position(_) => {
+                    store.touch(id, wait).await?;
+                }
             }
             Ok::<_, Error>(())
         };
@@ -156,7 +157,14 @@ impl Receiver {
         self.attached = false;
         let linger = self.session.shared.config.disconnect_delay;
         let cursors = self.reader.cursors();
-        end(self.session.clone(), self.lock, cursors, closed, linger).await;
+        end(self.session.clone(), self.lock(), cursors, closed, linger).await;
+    }
+
+    fn lock(&self) -> Option<Id128> {
+        match self.holding {
+            Holding::Lock(lock) => Some(lock),
+            Holding::Position(_) => None,
+        }
     }
 }
 
@@ -169,16 +177,14 @@ impl Drop for Receiver {
             return;
         };
         let session = self.session.clone();
-        match self.on_abort {
+        match self.holding {
             // sockjs-node forgets a session whose receiving request was aborted: the client's
             // next request starts a new one.
-            OnAbort::End => {
+            Holding::Lock(lock) => {
                 let closed = Closed::by(CloseCode::INTERRUPTED);
-                runtime.spawn(end(session, self.lock, Vec::new(), closed, Duration::ZERO));
+                runtime.spawn(end(session, Some(lock), Vec::new(), closed, Duration::ZERO));
             }
-            // The cursors are not saved: what this request wrote may not have arrived, and the
-            // client resumes from the position it saw.
-            OnAbort::Detach(wait) => {
+            Holding::Position(wait) => {
                 runtime.spawn(async move {
                     let store = session.shared.hub.store();
                     if let Err(error) = store.touch(session.channel.id(), wait).await {

@@ -119,13 +119,13 @@ pub(crate) async fn serve<S, E>(
             // A native client closes a connection it is leaving with a code of its own; only
             // 1000 ends the session.
             if native && closed.code != CloseCode::NORMAL {
-                return detach(&shared, &session, &reader).await;
+                return detach(&shared, &session).await;
             }
             closed
         }
         End::Gone(_) | End::Detach if native => {
             let _ = socket.close().await;
-            return detach(&shared, &session, &reader).await;
+            return detach(&shared, &session).await;
         }
         End::Gone(closed) => closed,
         End::Detach => Closed::by(CloseCode::INTERNAL),
@@ -140,9 +140,15 @@ pub(crate) async fn serve<S, E>(
     session.finish(&reader.cursors(), closed, linger).await;
 }
 
-/// A native connection ended without a close: the session waits for the client to resume.
-async fn detach(shared: &Shared, session: &Session, reader: &Reader) {
-    if let Err(error) = session.detach(reader, shared.config.resume).await {
+/// A native connection ended without a close: the session waits for the client to resume. The
+/// cursors are not saved: what this connection wrote may never have arrived, and the client's
+/// position says what did.
+async fn detach(shared: &Shared, session: &Session) {
+    let store = shared.hub.store();
+    if let Err(error) = store
+        .touch(session.channel.id(), shared.config.resume)
+        .await
+    {
         tracing::warn!(%error, "could not detach from a session");
     }
 }
