@@ -1,7 +1,7 @@
 //! Small response helpers shared by the routes.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 /// `text/plain; charset=UTF-8` with `body`.
@@ -28,4 +28,16 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
 /// 404 with a short plain-text body.
 pub(crate) fn not_found() -> Response {
     plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
+}
+
+/// The request's `Origin` header, if it has a readable one.
+pub(crate) fn request_origin(request: &HeaderMap) -> Option<&str> {
+    request.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
+/// The most bytes a send body (SockJS `xhr_send`/`jsonp_send`, native `send`) may have when
+/// messages may have `max` bytes: room for one such message however it is escaped (a control
+/// character takes 6 bytes in JSON), and URL-encoded once more in a form.
+pub(crate) fn send_body_limit(max: usize) -> usize {
+    max.saturating_mul(6).saturating_add(4096)
 }

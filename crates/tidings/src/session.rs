@@ -166,6 +166,15 @@ pub(crate) async fn take_over(
     Ok((Session::of(shared, state), reader))
 }
 
+/// How a channel ended, as the store recorded it: its close, or 3002 "Session expired" when it
+/// expired without one.
+pub(crate) fn close_of(state: &ChannelState) -> Closed {
+    match &state.closed {
+        Some((code, reason)) => Closed::new(*code, reason.as_str()),
+        None => Closed::by(CloseCode::SESSION_EXPIRED),
+    }
+}
+
 /// Refuses a channel for a user who has [`Config::max_channels_per_user`](crate::Config) open.
 pub(crate) async fn check_user_limit(shared: &Shared, identity: &Identity) -> Result<(), Error> {
     if let Some(user) = &identity.user {

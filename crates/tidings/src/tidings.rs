@@ -141,10 +141,7 @@ impl Shared {
         // Ended channels were reported when they ended; they only lingered to answer late
         // requests with their close.
         for state in expired.into_iter().filter(|s| !s.ended) {
-            let closed = match state.closed {
-                Some((code, reason)) => Closed::new(code, reason),
-                None => Closed::by(tidings_core::CloseCode::SESSION_EXPIRED),
-            };
+            let closed = crate::session::close_of(&state);
             let channel = Channel::new(state.id, state.user, state.attributes, self.hub.clone());
             self.closed(channel, closed).await;
         }

@@ -32,48 +32,64 @@ pub(crate) enum Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// The frame as one JSON object.
-    pub(crate) fn json(&self) -> String {
-        let mut out = String::with_capacity(64);
+    /// The frame's `type`.
+    fn name(&self) -> &'static str {
+        match self {
+            Frame::Open { .. } => "open",
+            Frame::Message { .. } => "message",
+            Frame::Heartbeat => "heartbeat",
+            Frame::Gap { .. } => "gap",
+            Frame::End => "end",
+            Frame::Close(_) => "close",
+        }
+    }
+
+    /// The frame's JSON members after `type`, each preceded by a comma.
+    fn members(&self, out: &mut String) {
         match self {
             Frame::Open { transport, pos } => {
-                out.push_str(r#"{"type":"open","transport":""#);
+                out.push_str(r#","transport":""#);
                 out.push_str(transport);
                 out.push_str(r#"","pos":"#);
-                push_json_string(&mut out, pos);
-                out.push('}');
+                push_json_string(out, pos);
             }
             Frame::Message { pos, data } => {
-                out.push_str(r#"{"type":"message","pos":"#);
-                push_json_string(&mut out, pos);
+                out.push_str(r#","pos":"#);
+                push_json_string(out, pos);
                 out.push_str(r#","data":"#);
                 // Escaped once when the message was published, shared by every recipient.
                 out.push_str(std::str::from_utf8(data.sockjs().json()).unwrap_or("\"\""));
-                out.push('}');
             }
-            Frame::Heartbeat => out.push_str(r#"{"type":"heartbeat"}"#),
             Frame::Gap { pos, missed } => {
-                out.push_str(r#"{"type":"gap","pos":"#);
-                push_json_string(&mut out, pos);
+                out.push_str(r#","pos":"#);
+                push_json_string(out, pos);
                 out.push_str(r#","missed":"#);
                 out.push_str(&missed.map_or("null".to_owned(), |m| m.to_string()));
-                out.push('}');
             }
-            Frame::End => out.push_str(r#"{"type":"end"}"#),
             Frame::Close(closed) => {
-                out.push_str(r#"{"type":"close","code":"#);
+                out.push_str(r#","code":"#);
                 out.push_str(&closed.code.as_u16().to_string());
                 out.push_str(r#","reason":"#);
-                push_json_string(&mut out, &closed.reason);
+                push_json_string(out, &closed.reason);
                 out.push_str(r#","reconnect":"#);
                 out.push_str(if closed.code.reconnect() {
                     "true"
                 } else {
                     "false"
                 });
-                out.push('}');
             }
+            Frame::Heartbeat | Frame::End => {}
         }
+    }
+
+    /// The frame as one JSON object.
+    pub(crate) fn json(&self) -> String {
+        let mut out = String::with_capacity(64);
+        out.push_str(r#"{"type":""#);
+        out.push_str(self.name());
+        out.push('"');
+        self.members(&mut out);
+        out.push('}');
         out
     }
 
@@ -105,22 +121,13 @@ impl Frame<'_> {
                 "event: gap\nid: {pos}\ndata: {{\"missed\":{}}}\n\n",
                 missed.map_or("null".to_owned(), |m| m.to_string())
             ),
-            Frame::Open { transport, pos } => {
-                let mut data = String::new();
-                data.push_str(r#"{"transport":""#);
-                data.push_str(transport);
-                data.push_str(r#"","pos":"#);
-                push_json_string(&mut data, pos);
-                data.push('}');
-                format!("event: open\ndata: {data}\n\n")
-            }
-            Frame::Heartbeat => "event: heartbeat\ndata:\n\n".to_owned(),
-            Frame::End => "event: end\ndata:\n\n".to_owned(),
-            Frame::Close(_) => {
-                let json = self.json();
-                // The JSON frame minus its `"type":"close",` member.
-                let data = json.replacen(r#""type":"close","#, "", 1);
-                format!("event: close\ndata: {data}\n\n")
+            Frame::Heartbeat | Frame::End => format!("event: {}\ndata:\n\n", self.name()),
+            // The event name says the type; the data is the rest of the JSON frame.
+            Frame::Open { .. } | Frame::Close(_) => {
+                let mut members = String::new();
+                self.members(&mut members);
+                let data = members.strip_prefix(',').unwrap_or_default();
+                format!("event: {}\ndata: {{{data}}}\n\n", self.name())
             }
         }
     }

@@ -20,7 +20,7 @@ use tidings_core::{CloseCode, Position};
 use crate::channel::Closed;
 use crate::error::Error;
 use crate::handshake::Handshake;
-use crate::http_util::method_not_allowed;
+use crate::http_util::{method_not_allowed, request_origin, send_body_limit};
 use crate::id::random_id;
 use crate::router::admit;
 use crate::session::{self, Opened, Reader, Session};
@@ -125,11 +125,7 @@ fn query(parts: &Parts, name: &str) -> Option<String> {
 /// Finds the session a request's token names, and checks the request is allowed to use it:
 /// its origin, and the auth hook's user against the one the token was issued to.
 async fn resolve(shared: &Arc<Shared>, parts: &Parts) -> Result<ChannelState, Response> {
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if !shared.config.origin_allowed(origin) {
+    if !shared.config.origin_allowed(request_origin(&parts.headers)) {
         return Err(
             Failure::new(StatusCode::FORBIDDEN, "origin", "origin not allowed").into_response(),
         );
@@ -195,14 +191,6 @@ async fn take_over(
         .map_err(|e| Failure::from(&e).into_response())?;
     let tracker = Tracker::new(state.id, state.user.clone(), reader.cursors());
     Ok((session, reader, tracker))
-}
-
-/// The close an ended session answers every later request with.
-fn close_of(state: &ChannelState) -> Closed {
-    match &state.closed {
-        Some((code, reason)) => Closed::new(*code, reason.as_str()),
-        None => Closed::by(CloseCode::SESSION_EXPIRED),
-    }
 }
 
 /// `<prefix>/tidings.js`.
@@ -317,7 +305,7 @@ pub(crate) async fn ws(shared: Arc<Shared>, request: Request) -> Response {
             .saturating_add(1024),
     );
     if state.ended {
-        let closed = close_of(&state);
+        let closed = session::close_of(&state);
         return upgrade.on_upgrade(move |mut socket| async move {
             use futures::SinkExt;
             let frame = Frame::Close(&closed).json();
@@ -362,8 +350,7 @@ pub(crate) async fn send(shared: Arc<Shared>, request: Request) -> Response {
 async fn deliver(shared: &Arc<Shared>, parts: &Parts, body: Body) -> Result<(), Response> {
     let state = resolve(shared, parts).await?;
     let max = shared.config.max_message_size;
-    // Room for one message of `max` bytes however JSON escapes it (up to 6 bytes a character).
-    let limit = max.saturating_mul(6).saturating_add(4096);
+    let limit = send_body_limit(max);
     let too_large =
         |size: usize| Failure::from(&Error::MessageTooLarge { size, limit: max }).into_response();
     let body = to_bytes(body, limit)

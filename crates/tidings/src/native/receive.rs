@@ -12,9 +12,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::frames::{Frame, Tracker};
-use super::{NO_STORE, close_of, resolve, take_over};
+use super::{NO_STORE, resolve, take_over};
 use crate::config::Config;
 use crate::http_util::method_not_allowed;
+use crate::session;
+use crate::session::Delivery;
 use crate::sockjs::cors;
 use crate::tidings::Shared;
 use crate::transport::http::{Holding, Receiver, Step};
@@ -101,7 +103,7 @@ async fn attach(shared: &Arc<Shared>, kind: Kind, parts: &Parts) -> Result<Body,
         if kind == Kind::Sse {
             return Err(StatusCode::NO_CONTENT.into_response());
         }
-        let closed = close_of(&state);
+        let closed = session::close_of(&state);
         let frame = kind.write(&Frame::Close(&closed));
         return Ok(Body::from(match kind {
             Kind::Poll => format!("[{frame}]"),
@@ -130,7 +132,7 @@ async fn frames(
     step: Step,
 ) -> (Vec<String>, bool) {
     match step {
-        Step::Messages(messages) => {
+        Step::Delivery(Delivery::Messages(messages)) => {
             let mut out = Vec::with_capacity(messages.len());
             for message in &messages {
                 tracker.advance(&message.topic, message.cursor);
@@ -142,11 +144,11 @@ async fn frames(
             }
             (out, false)
         }
-        Step::Gap {
+        Step::Delivery(Delivery::Gap {
             topic,
             cursor,
             missed,
-        } => {
+        }) => {
             tracker.advance(&topic, cursor);
             let frame = Frame::Gap {
                 pos: tracker.position(),
@@ -155,13 +157,13 @@ async fn frames(
             (vec![kind.write(&frame)], false)
         }
         Step::Heartbeat => (vec![kind.write(&Frame::Heartbeat)], false),
-        Step::Close(closed) => {
+        Step::Delivery(Delivery::Close(closed)) => {
             let frame = kind.write(&Frame::Close(&closed));
             receiver.close(closed).await;
             (vec![frame], true)
         }
         // The client has moved to another connection; this one just ends.
-        Step::TakenOver => {
+        Step::Delivery(Delivery::TakenOver) => {
             let resume = receiver.session.shared.config.resume;
             receiver.detach(resume).await;
             (vec![kind.write(&Frame::End)], true)
@@ -178,7 +180,7 @@ async fn poll(mut receiver: Receiver, mut tracker: Tracker) -> String {
     let mut out = vec![open.json()];
     let mut step = receiver.step().await;
     let ended = loop {
-        let gap = matches!(step, Step::Gap { .. });
+        let gap = matches!(step, Step::Delivery(Delivery::Gap { .. }));
         let (frames, ended) = frames(&mut receiver, &mut tracker, Kind::Poll, step).await;
         out.extend(frames);
         if ended || !gap {

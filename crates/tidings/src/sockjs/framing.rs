@@ -112,35 +112,44 @@ impl Framing {
     }
 
     /// `frame` wrapped for this transport: one chunk of the response body.
-    pub(crate) fn frame(&self, frame: &str) -> Bytes {
-        let mut out = String::with_capacity(frame.len() + 24);
+    pub(crate) fn frame(&self, frame: impl AsRef<[u8]>) -> Bytes {
+        let frame = frame.as_ref();
+        let mut out = BytesMut::with_capacity(frame.len() + 24);
         match self {
             Framing::XhrPolling | Framing::XhrStreaming => {
-                out.push_str(frame);
-                out.push('\n');
+                out.put_slice(frame);
+                out.put_u8(b'\n');
             }
             // Frames are JSON with every newline escaped, so one `data:` line always holds one.
             Framing::EventSource => {
-                out.push_str("data: ");
-                out.push_str(frame);
-                out.push_str("\r\n\r\n");
+                out.put_slice(b"data: ");
+                out.put_slice(frame);
+                out.put_slice(b"\r\n\r\n");
             }
             Framing::HtmlFile(_) => {
-                out.push_str("<script>\np(");
-                push_json_string(&mut out, frame);
-                out.push_str(");\n</script>\r\n");
+                out.put_slice(b"<script>\np(");
+                out.put_slice(json_string(frame).as_bytes());
+                out.put_slice(b");\n</script>\r\n");
             }
             // `/**/` keeps the body from starting with caller-chosen bytes.
             Framing::Jsonp(callback) => {
-                out.push_str("/**/");
-                out.push_str(callback.as_str());
-                out.push('(');
-                push_json_string(&mut out, frame);
-                out.push_str(");\r\n");
+                out.put_slice(b"/**/");
+                out.put_slice(callback.as_str().as_bytes());
+                out.put_u8(b'(');
+                out.put_slice(json_string(frame).as_bytes());
+                out.put_slice(b");\r\n");
             }
         }
-        Bytes::from(out)
+        out.freeze()
     }
+}
+
+/// A frame as a SockJS-escaped JSON string, for the transports that hand it to a script.
+fn json_string(frame: &[u8]) -> String {
+    // Frames are built from `str` pieces, so they are always UTF-8.
+    let mut out = String::with_capacity(frame.len() + 8);
+    push_json_string(&mut out, std::str::from_utf8(frame).unwrap_or_default());
+    out
 }
 
 #[cfg(test)]

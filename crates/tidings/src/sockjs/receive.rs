@@ -31,7 +31,7 @@ use crate::channel::Closed;
 use crate::handshake::Handshake;
 use crate::id::random_id;
 use crate::router::{admit, error_response};
-use crate::session::{self, Delivered, Opened, Reader, Session};
+use crate::session::{self, Delivery, Opened, Reader, Session};
 use crate::store::ChannelState;
 use crate::tidings::Shared;
 use crate::transport::http::{Holding, Receiver, Step};
@@ -59,7 +59,7 @@ pub(crate) async fn serve(
             respond(&shared, &framing, &request, body)
         }
         Ok(Attached::Refused(closed)) => {
-            let frame = framing.frame(&sockjs::close_frame(closed.code, &closed.reason));
+            let frame = framing.frame(sockjs::close_frame(closed.code, &closed.reason));
             // Streaming transports still send the prelude and the frame as chunks of their own.
             let body = match framing.prelude() {
                 Some(prelude) => {
@@ -92,7 +92,7 @@ async fn attach(shared: &Arc<Shared>, key: &str, parts: Parts) -> Result<Attache
     let (session, reader, fresh) = match found {
         Some(state) => match existing(shared, &state).await? {
             Some((session, reader)) => (session, reader, false),
-            None => return Ok(Attached::Refused(close_of(&state))),
+            None => return Ok(Attached::Refused(session::close_of(&state))),
         },
         None => {
             let handshake = Handshake::new(parts.method, parts.uri, parts.headers);
@@ -102,7 +102,7 @@ async fn attach(shared: &Arc<Shared>, key: &str, parts: Parts) -> Result<Attache
                 // Another request created it a moment ago.
                 Ok(Opened::Found(state)) => match existing(shared, &state).await? {
                     Some((session, reader)) => (session, reader, false),
-                    None => return Ok(Attached::Refused(close_of(&state))),
+                    None => return Ok(Attached::Refused(session::close_of(&state))),
                 },
                 Err(error) => return Err(error_response(&error)),
             }
@@ -135,14 +135,6 @@ async fn existing(
         .map_err(|e| error_response(&e))
 }
 
-/// The close an ended session answers every later request with.
-fn close_of(state: &ChannelState) -> Closed {
-    match &state.closed {
-        Some((code, reason)) => Closed::new(*code, reason.as_str()),
-        None => Closed::by(CloseCode::SESSION_EXPIRED),
-    }
-}
-
 /// 200 with `body`, framed for `framing`: never cached, CORS where scripts read it, the cookie
 /// where the service wants one.
 fn respond(shared: &Shared, framing: &Framing, request: &HeaderMap, body: Body) -> Response {
@@ -171,7 +163,7 @@ async fn poll(mut receiver: Receiver, framing: &Framing, fresh: bool) -> Bytes {
         Some(closed) => receiver.close(closed).await,
         None => receiver.detach(wait).await,
     }
-    framing.frame(&frame)
+    framing.frame(frame)
 }
 
 /// A streaming response: the prelude, `o` for a new session, then frames, one per chunk, until
@@ -192,7 +184,7 @@ fn stream(mut receiver: Receiver, framing: Framing, fresh: bool) -> Body {
         }
         while written < limit {
             let (frame, closed) = sockjs_frame(receiver.step().await);
-            let frame = framing.frame(&frame);
+            let frame = framing.frame(frame);
             if let Some(closed) = closed {
                 receiver.close(closed).await;
                 yield Ok(frame);
@@ -207,27 +199,23 @@ fn stream(mut receiver: Receiver, framing: Framing, fresh: bool) -> Body {
 }
 
 /// The SockJS frame for what the receiver has next, and the close it carries, if any.
-fn sockjs_frame(step: Step) -> (String, Option<Closed>) {
+fn sockjs_frame(step: Step) -> (Bytes, Option<Closed>) {
     let closing = |closed: Closed| {
         let frame = sockjs::close_frame(closed.code, &closed.reason);
-        (frame, Some(closed))
+        (Bytes::from(frame), Some(closed))
     };
     match step {
-        Step::Messages(messages) => (messages_frame(&messages), None),
-        Step::Heartbeat => (sockjs::HEARTBEAT.to_owned(), None),
-        Step::Close(closed) => closing(closed),
+        Step::Delivery(Delivery::Messages(messages)) => {
+            // One message: the frame built when it was published, shared, not copied.
+            let encoded: Vec<_> = messages.iter().map(|d| d.payload.sockjs()).collect();
+            (sockjs::messages_frame(&encoded), None)
+        }
+        Step::Heartbeat => (Bytes::from_static(sockjs::HEARTBEAT.as_bytes()), None),
+        Step::Delivery(Delivery::Close(closed)) => closing(closed),
         // SockJS readers close on a gap and hold the receiver lock, so neither can happen.
-        Step::Gap { .. } => closing(Closed::by(CloseCode::LAGGED)),
-        Step::TakenOver => closing(Closed::by(CloseCode::INTERNAL)),
+        Step::Delivery(Delivery::Gap { .. }) => closing(Closed::by(CloseCode::LAGGED)),
+        Step::Delivery(Delivery::TakenOver) => closing(Closed::by(CloseCode::INTERNAL)),
     }
-}
-
-/// The `a[…]` frame of `messages`.
-fn messages_frame(messages: &[Delivered]) -> String {
-    let encoded: Vec<_> = messages.iter().map(|d| d.payload.sockjs()).collect();
-    let frame = sockjs::messages_frame(&encoded);
-    // Built from `str` pieces, so always UTF-8.
-    String::from_utf8(frame.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]

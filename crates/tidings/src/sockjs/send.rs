@@ -14,7 +14,7 @@ use tidings_core::sockjs::{self, PayloadError};
 use super::receive::alias;
 use super::{cache, cookie, cors};
 use crate::error::Error;
-use crate::http_util::{not_found, plain};
+use crate::http_util::{not_found, plain, request_origin, send_body_limit};
 use crate::router::error_response;
 use crate::session::Session;
 use crate::tidings::Shared;
@@ -53,7 +53,7 @@ async fn deliver(
     request: &HeaderMap,
     body: Body,
 ) -> Response {
-    if !shared.config.origin_allowed(origin(request)) {
+    if !shared.config.origin_allowed(request_origin(request)) {
         return plain(StatusCode::FORBIDDEN, "Origin not allowed\n");
     }
     let state = match shared.hub.store().channel_by_alias(&alias(key)).await {
@@ -61,7 +61,7 @@ async fn deliver(
         Ok(None) => return not_found(),
         Err(error) => return error_response(&error.into()),
     };
-    let limit = body_limit(shared.config.max_message_size);
+    let limit = send_body_limit(shared.config.max_message_size);
     let Ok(body) = to_bytes(body, limit).await else {
         return plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,16 +94,6 @@ async fn deliver(
         // 200 with a body rather than 204: old browsers' form posts trip over an empty answer.
         Sender::Jsonp => plain(StatusCode::OK, "ok"),
     }
-}
-
-/// The most bytes a send body may have: room for one message of `max` bytes however it is
-/// escaped (a control character takes 6 bytes in JSON), and URL-encoded once more in a form.
-fn body_limit(max: usize) -> usize {
-    max.saturating_mul(6).saturating_add(4096)
-}
-
-fn origin(request: &HeaderMap) -> Option<&str> {
-    request.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
 /// A `jsonp_send` body: the form field `d` (sockjs-client posts a hidden form), or the body

@@ -11,25 +11,15 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::channel::Closed;
 use crate::error::Error;
-use crate::session::{Delivered, Delivery, Reader, Session};
+use crate::session::{Delivery, Reader, Session};
 use crate::topic::Topic;
 
 /// What a receiver has to write next.
 pub(crate) enum Step {
-    /// Messages, in order.
-    Messages(Vec<Delivered>),
-    /// Records of `topic` up to `cursor` are gone (native readers only).
-    Gap {
-        topic: Topic,
-        cursor: Cursor,
-        missed: Option<u64>,
-    },
-    /// The channel closed: write the close and end.
-    Close(Closed),
+    /// What the reader delivered (a store error arrives as the close it causes).
+    Delivery(Delivery),
     /// Nothing for a heartbeat.
     Heartbeat,
-    /// Another receiver took the channel over: end without a close.
-    TakenOver,
 }
 
 /// How a request holds its channel: what it locks, what it saves, and what a dropped request
@@ -88,13 +78,9 @@ impl Receiver {
             tokio::select! {
                 delivery = self.reader.next() => {
                     self.last_write = Instant::now();
-                    return match delivery {
-                        Ok(Delivery::Messages(messages)) => Step::Messages(messages),
-                        Ok(Delivery::Gap { topic, cursor, missed }) => Step::Gap { topic, cursor, missed },
-                        Ok(Delivery::Close(closed)) => Step::Close(closed),
-                        Ok(Delivery::TakenOver) => Step::TakenOver,
-                        Err(error) => Step::Close(Closed::by(error.close_code())),
-                    };
+                    let delivery = delivery
+                        .unwrap_or_else(|error| Delivery::Close(Closed::by(error.close_code())));
+                    return Step::Delivery(delivery);
                 }
                 () = &mut self.timer => {
                     let due = self.last_write.elapsed() >= heartbeat;
