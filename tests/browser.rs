@@ -20,8 +20,7 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tidings::Tidings;
-use tidings_tests::Server;
+use tidings_tests::{Server, reference};
 use tokio::sync::Semaphore;
 
 /// Chromium runs at most this many at once: the CI machine has two shared cores, and
@@ -120,18 +119,8 @@ fn page_routes() -> Router {
 /// transports load it in the service's iframe page, whatever origin the app's page has.
 fn reference(addr: SocketAddr) -> Router {
     let sockjs_url = format!("http://{addr}/static/sockjs.min.js");
-    let echo = Tidings::builder()
-        .sockjs_url(&sockjs_url)
-        .on_message(|channel, text| async move {
-            channel.send(text).await.expect("echo");
-        })
-        .build();
-    let close = Tidings::builder()
-        .sockjs_url(&sockjs_url)
-        .on_open(|channel| async move {
-            channel.close(3000, "Go away!").await.expect("close");
-        })
-        .build();
+    let echo = reference::echo().sockjs_url(&sockjs_url).build();
+    let close = reference::closing().sockjs_url(&sockjs_url).build();
     page_routes()
         .nest_service("/echo", echo.router())
         .nest_service("/close", close.router())

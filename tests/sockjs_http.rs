@@ -13,41 +13,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use tidings::Tidings;
 use tidings_tests::Server;
 use tidings_tests::http::{Connection, Framing, Request, Response};
+use tidings_tests::reference::{self, echo};
 
 // ---------------------------------------------------------------------------------------------
 // Services and helpers
 // ---------------------------------------------------------------------------------------------
 
-fn echo() -> tidings::Builder {
-    Tidings::builder().on_message(|channel, text| async move {
-        // The session may have closed meanwhile; the echo then goes nowhere.
-        let _ = channel.send(text).await;
-    })
-}
-
-fn closing() -> tidings::Builder {
-    Tidings::builder().on_open(|channel| async move {
-        channel.close(3000, "Go away!").await.expect("close");
-    })
-}
-
 /// The reference services of the protocol suite.
 async fn services() -> Server {
-    let app = Router::new()
-        .nest_service("/echo", echo().response_limit(4096).build().router())
-        .nest_service("/close", closing().build().router())
-        .nest_service(
-            "/disabled_websocket_echo",
-            echo().websocket(false).build().router(),
-        )
-        .nest_service(
-            "/cookie_needed_echo",
-            echo().cookie_needed(true).build().router(),
-        );
-    Server::start(app).await
+    Server::start(reference::services()).await
 }
 
 /// One service built by `builder`, mounted at `base`.

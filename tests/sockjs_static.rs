@@ -2,34 +2,13 @@
 //! preflight, the iframe page, the 404s and 405s around them, and where `JSESSIONID` must not
 //! appear. Exact bytes are pinned with insta.
 
-use axum::Router;
-use tidings::Tidings;
-use tidings_tests::{Server, pin_response, raw_http};
-
-fn echo() -> tidings::Builder {
-    Tidings::builder().on_message(|channel, text| async move {
-        channel.send(text).await.expect("echo");
-    })
-}
+use tidings_tests::{Server, pin_response, raw_http, reference};
 
 /// The reference services, as the echo example mounts them, plus one with a local
 /// `sockjs_url`.
 async fn services() -> Server {
-    let app = Router::new()
-        .nest_service("/echo", echo().response_limit(4096).build().router())
-        .nest_service(
-            "/disabled_websocket_echo",
-            echo().websocket(false).build().router(),
-        )
-        .nest_service(
-            "/cookie_needed_echo",
-            echo().cookie_needed(true).build().router(),
-        )
-        .nest_service(
-            "/local",
-            echo().sockjs_url("/static/sockjs.min.js").build().router(),
-        );
-    Server::start(app).await
+    let local = reference::echo().sockjs_url("/static/sockjs.min.js");
+    Server::start(reference::services().nest_service("/local", local.build().router())).await
 }
 
 /// Sends `method path` with `headers` (each `Name: value`) and `Connection: close`, and returns
@@ -396,7 +375,7 @@ async fn cookie_needed_is_reported_and_never_set_on_static_urls() {
 
 #[tokio::test]
 async fn mounted_at_the_root() {
-    let server = Server::start(echo().build().router()).await;
+    let server = Server::start(reference::echo().build().router()).await;
     for (path, status) in [
         ("/", "200"),
         ("/info", "200"),
