@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod proxy;
+pub mod redis;
 pub mod reference;
 
 use std::net::SocketAddr;

@@ -1,0 +1,663 @@
+//! A [`Store`] on Redis, so that several Tidings nodes behind a load balancer share every
+//! session: any node can serve any request of any session, and no sticky sessions are needed.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = tidings_redis::RedisStore::connect("redis://127.0.0.1:6379/").await?;
+//! let tidings = tidings::Tidings::builder().store(store).build();
+//! let app = axum::Router::<()>::new().nest_service("/rt", tidings.router());
+//! # Ok(()) }
+//! ```
+//!
+//! What Redis holds, and what it costs per message and per session, is in `docs/scaling.md`.
+//! In short:
+//!
+//! - each topic is a Redis stream whose entry ids are the records' offsets, with a hash of its
+//!   epoch, head and retained range; retention is applied inside the script that appends;
+//! - each channel is a hash (user, attributes, close, alias, and a cursor per followed topic)
+//!   whose expiry is a sorted set the sweepers of all nodes share, with a key TTL as a
+//!   backstop; the SockJS session id is a key naming its channel, set only if absent;
+//! - the one-receiver lock is a key with an expiry;
+//! - every change runs as one Lua script, so it is atomic across nodes;
+//! - each append is announced on one pub/sub channel with the record itself, so a reader
+//!   waiting on any node wakes within a round trip, and the readers of a topic on one node share
+//!   one copy of its newest records instead of each reading Redis.
+//!
+//! The connection to Redis reconnects by itself. While Redis is unreachable every store call
+//! fails within [`Options::timeout`] with [`StoreError::Unavailable`], which Tidings answers with
+//! HTTP 503 or close code 1013; nothing acknowledged before is lost if Redis persists its data.
+//!
+//! Redis Cluster is not supported: the scripts use keys they compute, so every key must be on
+//! one server (a primary with replicas, or Sentinel in front of one, is fine).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
+use tidings::core::ids::Id128;
+use tidings::message::Record;
+use tidings::store::{ChannelState, Gap, Presence, ReadBatch, Retention, StoreError};
+use tidings::{ChannelId, CloseCode, Cursor, Epoch, Offset, Store, Topic};
+use tokio::sync::{mpsc, watch};
+
+mod codec;
+mod heads;
+
+use heads::Heads;
+
+/// The Redis client crate this store is built on, for configuring connections without having
+/// to match its version.
+pub use redis;
+
+/// How a [`RedisStore`] uses its Redis.
+#[derive(Clone, Debug)]
+pub struct Options {
+    prefix: String,
+    timeout: Duration,
+}
+
+impl Default for Options {
+    /// Keys under `tidings:`, and 3 s for any one store call.
+    fn default() -> Self {
+        Options {
+            prefix: "tidings:".to_owned(),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Options {
+    /// Puts every key (and the pub/sub channel) under `prefix`, so that several services, or
+    /// several tests, can share one Redis. Nodes serving one service must use the same prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one store call may take, reconnecting included, before it fails with
+    /// [`StoreError::Unavailable`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// Sessions and topics in Redis, shared by every node that connects with the same prefix.
+///
+/// Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: Redis,
+    heads: Arc<Heads>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The command connection and the scripts: what both the store and its listener use.
+#[derive(Clone)]
+struct Redis {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    scripts: Arc<Scripts>,
+}
+
+/// A script's arguments after the prefix, as text.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        vec![$($arg.to_string()),*]
+    };
+}
+
+macro_rules! scripts {
+    ($($name:ident: $file:literal),* $(,)?) => {
+        /// The Lua scripts, each prefixed with `lua/common.lua`.
+        struct Scripts {
+            $($name: Script,)*
+        }
+
+        impl Scripts {
+            fn new() -> Self {
+                Scripts {
+                    $($name: Script::new(concat!(
+                        include_str!("lua/common.lua"),
+                        "\n",
+                        include_str!(concat!("lua/", $file)),
+                    )),)*
+                }
+            }
+        }
+    };
+}
+
+scripts! {
+    append: "append.lua",
+    read: "read.lua",
+    create: "create.lua",
+    channel: "channel.lua",
+    subscribe: "subscribe.lua",
+    unsubscribe: "unsubscribe.lua",
+    save: "save.lua",
+    close: "close.lua",
+    end: "end.lua",
+    touch: "touch.lua",
+    remove: "remove.lua",
+    expired: "expired.lua",
+    idle: "idle.lua",
+    acquire: "acquire.lua",
+    release: "release.lua",
+    users: "users.lua",
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`) with the
+    /// default [`Options`].
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        RedisStore::connect_with(url, Options::default()).await
+    }
+
+    /// Connects with `options`. Fails if Redis cannot be reached now; once connected, the store
+    /// reconnects by itself.
+    pub async fn connect_with(url: &str, options: Options) -> Result<RedisStore, StoreError> {
+        let info = url.into_connection_info().map_err(unavailable)?;
+        let settings = info.redis_settings().clone();
+        let commands = Client::open(info.clone()).map_err(unavailable)?;
+        // Pushed pub/sub messages need RESP3 on the listening connection.
+        let pushes =
+            Client::open(info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3)))
+                .map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = within(
+            options.timeout,
+            commands.get_connection_manager_with_config(config.clone()),
+        )
+        .await?;
+        let redis = Redis {
+            connection,
+            prefix: options.prefix,
+            timeout: options.timeout,
+            scripts: Arc::new(Scripts::new()),
+        };
+        let heads = Arc::new(Heads::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut subscriber = within(
+            options.timeout,
+            pushes.get_connection_manager_with_config(
+                config.set_push_sender(tx).set_automatic_resubscription(),
+            ),
+        )
+        .await?;
+        within(
+            options.timeout,
+            subscriber.subscribe(format!("{}heads", redis.prefix)),
+        )
+        .await?;
+        let listener = tokio::spawn(listen(rx, subscriber, redis.clone(), heads.clone()));
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                redis,
+                heads,
+                listener,
+            }),
+        })
+    }
+
+    /// The key prefix in use.
+    pub fn prefix(&self) -> &str {
+        &self.inner.redis.prefix
+    }
+
+    fn redis(&self) -> &Redis {
+        &self.inner.redis
+    }
+}
+
+impl Redis {
+    /// Runs a script with the prefix as `ARGV[1]` and `args` after it.
+    async fn run(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.prefix).arg(args);
+        let mut connection = self.connection.clone();
+        within(self.timeout, invocation.invoke_async(&mut connection)).await
+    }
+
+    /// Reads a topic from Redis: the records from `from` (or from the oldest retained one, if
+    /// `from` is gone or `epoch` is not the topic's), with the topic's epoch, head and first
+    /// retained offset.
+    async fn read(
+        &self,
+        topic: &Topic,
+        epoch: Epoch,
+        from: u64,
+        max: usize,
+    ) -> Result<(Epoch, Offset, Offset, Vec<(Offset, Record)>), StoreError> {
+        let answer = self
+            .run(
+                &self.scripts.read,
+                args![topic.as_str(), epoch.0, from, bounded(max), new_epoch()],
+            )
+            .await?;
+        let [epoch, last, first, entries] = parts(answer)?;
+        Ok((
+            Epoch(codec::number(&codec::text(epoch)?, "epoch")?),
+            Offset(codec::int(last)?),
+            Offset(codec::int(first)?),
+            codec::decode_entries(entries)?,
+        ))
+    }
+
+    async fn head(&self, topic: &Topic) -> Result<Cursor, StoreError> {
+        let (epoch, last, _, _) = self.read(topic, Epoch(0), 0, 0).await?;
+        Ok(Cursor::new(epoch, last))
+    }
+}
+
+/// Receives the announcements of appends and drops, and reads every watched head again each
+/// time the subscription is (re)established.
+async fn listen(
+    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    subscriber: ConnectionManager,
+    redis: Redis,
+    heads: Arc<Heads>,
+) {
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::Message => {
+                if let [_, Value::BulkString(payload)] = push.data.as_slice() {
+                    heads.announced(payload);
+                }
+            }
+            PushKind::Subscribe => {
+                tokio::spawn(refresh(redis.clone(), heads.clone()));
+            }
+            PushKind::Disconnection => {
+                tracing::warn!("lost the Redis subscription; reconnecting");
+                tokio::spawn(revive(subscriber.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Pings through the subscribing connection until it is back: a connection manager that gave up
+/// reconnecting tries again on its next command, and resubscribes when it succeeds.
+async fn revive(mut subscriber: ConnectionManager) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let pong: redis::RedisResult<Value> = redis::cmd("PING").query_async(&mut subscriber).await;
+        if pong.is_ok() {
+            tracing::info!("Redis subscription is back");
+            return;
+        }
+    }
+}
+
+/// Reads the head of every watched topic, for the announcements that may have been lost. The
+/// command connection may still be reconnecting (its first command after a loss fails), so
+/// topics that fail are tried again for a while.
+async fn refresh(redis: Redis, heads: Arc<Heads>) {
+    let mut pending = heads.watched();
+    for _ in 0..40 {
+        let failed = Mutex::new(Vec::new());
+        futures::stream::iter(pending)
+            .for_each_concurrent(64, |(topic, mirror)| {
+                let (redis, failed) = (&redis, &failed);
+                async move {
+                    match redis.head(&topic).await {
+                        Ok(head) => mirror.head_read(head),
+                        Err(_) => failed.lock().push((topic, mirror)),
+                    }
+                }
+            })
+            .await;
+        pending = failed.into_inner();
+        if pending.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tracing::warn!(
+        topics = pending.len(),
+        "could not read the heads of watched topics after Redis came back"
+    );
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn append(
+        &self,
+        topic: &Topic,
+        record: Record,
+        retention: Retention,
+    ) -> Result<Offset, StoreError> {
+        let redis = self.redis();
+        let stored = codec::encode_record(&record)?;
+        let answer = redis
+            .run(
+                &redis.scripts.append,
+                args![
+                    topic.as_str(),
+                    stored,
+                    record.len(),
+                    retention.messages.max(1),
+                    retention.bytes,
+                    new_epoch()
+                ],
+            )
+            .await?;
+        let [epoch, offset, first] = parts(answer)?;
+        let epoch = Epoch(codec::number(&codec::text(epoch)?, "epoch")?);
+        let (offset, first) = (Offset(codec::int(offset)?), Offset(codec::int(first)?));
+        self.inner
+            .heads
+            .appended_here(topic, epoch, offset, first, &record);
+        Ok(offset)
+    }
+
+    async fn read(
+        &self,
+        topic: &Topic,
+        cursor: Cursor,
+        max: usize,
+    ) -> Result<ReadBatch, StoreError> {
+        if let Some(batch) = self.inner.heads.read(topic, cursor, max) {
+            return Ok(batch);
+        }
+        let from = cursor.offset.0.saturating_add(1);
+        let (epoch, last, first, records) =
+            self.redis().read(topic, cursor.epoch, from, max).await?;
+        let before_first = Offset(first.0 - 1);
+        let missed = |epoch_changed| Gap {
+            from: cursor.offset.next(),
+            to: before_first,
+            epoch_changed,
+        };
+        let (after, gap) = if cursor.epoch != epoch {
+            (before_first, Some(missed(true)))
+        } else if cursor.offset < before_first {
+            (before_first, Some(missed(false)))
+        } else {
+            (cursor.offset, None)
+        };
+        let offset = records.last().map_or(after, |(offset, _)| *offset);
+        let batch = ReadBatch {
+            records,
+            gap,
+            cursor: Cursor::new(epoch, offset),
+        };
+        self.inner.heads.learned(topic, &batch, last);
+        Ok(batch)
+    }
+
+    async fn watch(&self, topic: &Topic) -> Result<watch::Receiver<Cursor>, StoreError> {
+        let (mirror, rx, fresh) = self.inner.heads.mirror(topic);
+        // A mirror others here watch is kept current by the announcements; a new or unwatched
+        // one learns the head from Redis.
+        if fresh || mirror.watchers() <= 1 {
+            mirror.head_read(self.redis().head(topic).await?);
+        }
+        Ok(rx)
+    }
+
+    async fn create_channel(
+        &self,
+        state: ChannelState,
+        ttl: Duration,
+    ) -> Result<ChannelState, StoreError> {
+        let redis = self.redis();
+        let attributes = serde_json::to_string(&state.attributes)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let mut topics: Vec<String> = state.topics.keys().map(|t| t.as_str().to_owned()).collect();
+        let private = Topic::channel(state.id);
+        if !state.topics.contains_key(&private) {
+            topics.push(private.as_str().to_owned());
+        }
+        let id = state.id.to_string();
+        let alias = state.alias.clone().unwrap_or_default();
+        let user = state.user.clone().unwrap_or_default();
+        let ttl = millis(ttl);
+        let epochs: Vec<String> = topics.iter().map(|_| new_epoch()).collect();
+        let mut args = args![id, alias, user, attributes, ttl];
+        for (topic, epoch) in topics.into_iter().zip(epochs) {
+            args.push(topic);
+            args.push(epoch);
+        }
+        let answer = redis.run(&redis.scripts.create, args).await?;
+        codec::decode_channel(answer)?
+            .ok_or_else(|| StoreError::Corrupt("create_channel returned nothing".to_owned()))
+    }
+
+    async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        let redis = self.redis();
+        let answer = redis.run(&redis.scripts.channel, args![id, "id"]).await?;
+        codec::decode_channel(answer)
+    }
+
+    async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(&redis.scripts.channel, args![alias, "alias"])
+            .await?;
+        codec::decode_channel(answer)
+    }
+
+    async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(
+                &redis.scripts.subscribe,
+                args![id, topic.as_str(), new_epoch()],
+            )
+            .await?;
+        match answer {
+            Value::Nil => Ok(None),
+            cursor => Ok(Some(codec::decode_cursor(&codec::text(cursor)?)?)),
+        }
+    }
+
+    async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(&redis.scripts.unsubscribe, args![id, topic.as_str()])
+            .await?;
+        Ok(codec::int(answer)? == 1)
+    }
+
+    async fn save_cursors(
+        &self,
+        id: ChannelId,
+        cursors: &[(Topic, Cursor)],
+    ) -> Result<(), StoreError> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let redis = self.redis();
+        let mut args = args![id];
+        for (topic, cursor) in cursors {
+            args.push(topic.as_str().to_owned());
+            args.push(codec::encode_cursor(*cursor));
+        }
+        redis.run(&redis.scripts.save, args).await?;
+        Ok(())
+    }
+
+    async fn mark_closed(
+        &self,
+        id: ChannelId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let redis = self.redis();
+        let close = format!("{} {reason}", code.as_u16());
+        let answer = redis.run(&redis.scripts.close, args![id, close]).await?;
+        Ok(codec::int(answer)? == 1)
+    }
+
+    async fn end_channel(&self, id: ChannelId, linger: Duration) -> Result<bool, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(&redis.scripts.end, args![id, millis(linger)])
+            .await?;
+        Ok(codec::int(answer)? == 1)
+    }
+
+    async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(&redis.scripts.touch, args![id, millis(ttl)])
+            .await?;
+        Ok(codec::int(answer)? == 1)
+    }
+
+    async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        let redis = self.redis();
+        let answer = redis.run(&redis.scripts.remove, args![id]).await?;
+        let state = codec::decode_channel(answer)?;
+        self.inner.heads.dropped(&Topic::channel(id));
+        Ok(state)
+    }
+
+    async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError> {
+        let redis = self.redis();
+        let answer = redis.run(&redis.scripts.expired, args![bounded(max)]).await?;
+        let states = codec::decode_channels(answer)?;
+        for state in &states {
+            self.inner.heads.dropped(&Topic::channel(state.id));
+        }
+        Ok(states)
+    }
+
+    async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(&redis.scripts.idle, args![millis(idle), bounded(max)])
+            .await?;
+        let dropped = codec::texts(answer)?;
+        for topic in &dropped {
+            self.inner.heads.dropped(&Topic::from_stored(topic));
+        }
+        Ok(dropped.len())
+    }
+
+    async fn acquire_receiver(
+        &self,
+        id: ChannelId,
+        holder: Id128,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let redis = self.redis();
+        let answer = redis
+            .run(
+                &redis.scripts.acquire,
+                args![id, holder.to_string(), millis(ttl).max(1)],
+            )
+            .await?;
+        Ok(codec::int(answer)? == 1)
+    }
+
+    async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError> {
+        let redis = self.redis();
+        redis
+            .run(&redis.scripts.release, args![id, holder.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    async fn presence(&self, topic: &Topic) -> Result<Presence, StoreError> {
+        self.users("topic", topic.as_str()).await
+    }
+
+    async fn online(&self) -> Result<Presence, StoreError> {
+        self.users("online", "").await
+    }
+
+    async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, StoreError> {
+        let redis = self.redis();
+        let answer = redis.run(&redis.scripts.users, args!["user", user]).await?;
+        codec::texts(answer)?
+            .iter()
+            .map(|id| id.parse().map_err(|_| codec::corrupt("channel id", id)))
+            .collect()
+    }
+}
+
+impl RedisStore {
+    /// Counts the channels of a topic (or all of them) by user.
+    async fn users(&self, what: &str, name: &str) -> Result<Presence, StoreError> {
+        let redis = self.redis();
+        let answer = redis.run(&redis.scripts.users, args![what, name]).await?;
+        let mut presence = Presence::default();
+        for user in codec::texts(answer)? {
+            presence.channels += 1;
+            if !user.is_empty() {
+                *presence.users.entry(user).or_default() += 1;
+            }
+        }
+        Ok(presence)
+    }
+}
+
+/// A fresh epoch for a topic the script may have to create: a topic's every life gets its own,
+/// so a cursor from an earlier life is never taken for one in this life.
+fn new_epoch() -> String {
+    (rand::random::<u64>() | 1).to_string()
+}
+
+/// Caps a count handed to a script: Lua numbers are doubles, and Redis takes no `LIMIT` in
+/// exponent form.
+fn bounded(max: usize) -> usize {
+    max.min(1 << 20)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Splits a script's array answer into exactly `N` parts.
+fn parts<const N: usize>(answer: Value) -> Result<[Value; N], StoreError> {
+    match answer {
+        Value::Array(parts) => parts
+            .try_into()
+            .map_err(|parts: Vec<Value>| codec::corrupt("answer", &format!("{parts:?}"))),
+        other => Err(codec::corrupt("answer", &format!("{other:?}"))),
+    }
+}
+
+/// Bounds a Redis call by `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "Redis did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("Redis: {error}"))
+}

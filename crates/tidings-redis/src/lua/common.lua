@@ -1,0 +1,95 @@
+-- Shared by every script: ARGV[1] is the key prefix. Keys (P = prefix):
+--   P t:<topic>  stream of records, entry id <offset>-0, fields r (record) and n (size)
+--   P m:<topic>  hash: epoch, last (offset), first (oldest retained offset), bytes
+--   P s:<topic>  set of the channel ids following the topic
+--   P topics     sorted set: topic -> when last appended to (or found followed), in ms
+--   P c:<id>     hash: u user, x attributes (JSON), k close ("<code> <reason>"), a alias,
+--                e ended ("1"), and t:<topic> -> "<epoch>:<offset>" per followed topic
+--   P a:<alias>  the id of the channel holding the alias
+--   P r:<id>     the receiver lock: the holder, with an expiry
+--   P u:<user>   set of the user's channel ids
+--   P expiry     sorted set: channel id -> when it expires, in ms
+-- Changes are announced on the channel P heads (see notify.rs).
+local P = ARGV[1]
+
+-- Lua prints large numbers in exponent form; stream ids and cursors need every digit.
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- How much longer than its expiry a channel's keys live, should no node sweep them.
+local BACKSTOP_MS = 600000
+
+-- Makes sure the topic exists, creating it in `epoch` if not. Returns epoch, last, first.
+local function topic_meta(topic, epoch)
+  local mk = P .. 'm:' .. topic
+  local meta = redis.call('HMGET', mk, 'epoch', 'last', 'first')
+  if meta[1] then
+    return meta[1], tonumber(meta[2]), tonumber(meta[3])
+  end
+  redis.call('HSET', mk, 'epoch', epoch, 'last', 0, 'first', 1, 'bytes', 0)
+  redis.call('ZADD', P .. 'topics', now_ms(), topic)
+  return epoch, 0, 1
+end
+
+local function drop_topic(topic)
+  redis.call('DEL', P .. 't:' .. topic, P .. 'm:' .. topic, P .. 's:' .. topic)
+  redis.call('ZREM', P .. 'topics', topic)
+  redis.call('PUBLISH', P .. 'heads', cjson.encode({ t = topic, d = 1 }))
+end
+
+-- Sets when a channel expires, and lets its keys outlive that by the backstop.
+local function expire_at(id, at)
+  redis.call('ZADD', P .. 'expiry', at, id)
+  local ttl = at - now_ms() + BACKSTOP_MS
+  redis.call('PEXPIRE', P .. 'c:' .. id, ttl)
+  local alias = redis.call('HGET', P .. 'c:' .. id, 'a')
+  if alias then
+    redis.call('PEXPIRE', P .. 'a:' .. alias, ttl)
+  end
+end
+
+-- Removes a channel and everything that refers to it. Returns its hash, flat, or nil.
+local function remove_channel(id)
+  local ck = P .. 'c:' .. id
+  local state = redis.call('HGETALL', ck)
+  redis.call('ZREM', P .. 'expiry', id)
+  redis.call('DEL', P .. 'r:' .. id)
+  if #state == 0 then
+    return nil
+  end
+  local private = '$channel:' .. id
+  for i = 1, #state, 2 do
+    local field, value = state[i], state[i + 1]
+    if string.sub(field, 1, 2) == 't:' then
+      redis.call('SREM', P .. 's:' .. string.sub(field, 3), id)
+    elseif field == 'a' then
+      if redis.call('GET', P .. 'a:' .. value) == id then
+        redis.call('DEL', P .. 'a:' .. value)
+      end
+    elseif field == 'u' then
+      redis.call('SREM', P .. 'u:' .. value, id)
+    end
+  end
+  drop_topic(private)
+  redis.call('DEL', ck)
+  return state
+end
+
+-- The members of a set whose channel still exists; drops the others (left by the backstop).
+local function live_members(key)
+  local live = {}
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    if redis.call('EXISTS', P .. 'c:' .. id) == 1 then
+      live[#live + 1] = id
+    else
+      redis.call('SREM', key, id)
+    end
+  end
+  return live
+end

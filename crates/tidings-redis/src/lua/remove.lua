@@ -1,0 +1,6 @@
+-- ARGV: prefix, id. Returns {id, hash} of the removed channel, or nil.
+local state = remove_channel(ARGV[2])
+if not state then
+  return nil
+end
+return { ARGV[2], state }

@@ -1,0 +1,27 @@
+-- ARGV: prefix, what ('topic', 'online' or 'user'), topic or user name.
+-- 'topic' and 'online': the user of every channel following the topic, or of every channel
+-- ('' for anonymous). 'user': the ids of the user's open channels.
+local what = ARGV[2]
+if what == 'user' then
+  local open = {}
+  for _, id in ipairs(live_members(P .. 'u:' .. ARGV[3])) do
+    if redis.call('HEXISTS', P .. 'c:' .. id, 'k') == 0 then
+      open[#open + 1] = id
+    end
+  end
+  return open
+end
+local ids
+if what == 'topic' then
+  ids = live_members(P .. 's:' .. ARGV[3])
+else
+  ids = redis.call('ZRANGE', P .. 'expiry', 0, -1)
+end
+local users = {}
+for _, id in ipairs(ids) do
+  local found = redis.call('HMGET', P .. 'c:' .. id, 'u', 'x')
+  if found[2] then
+    users[#users + 1] = found[1] or ''
+  end
+end
+return users
