@@ -541,7 +541,9 @@ impl Store for RedisStore {
 
     async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError> {
         let redis = self.redis();
-        let answer = redis.run(&redis.scripts.expired, args![bounded(max)]).await?;
+        let answer = redis
+            .run(&redis.scripts.expired, args![bounded(max)])
+            .await?;
         let states = codec::decode_channels(answer)?;
         for state in &states {
             self.inner.heads.dropped(&Topic::channel(state.id));
