@@ -7,6 +7,10 @@ default:
 demo:
     cargo run --example chat
 
+# Compare the transports on one page at 127.0.0.1:3001 (needs `npm ci --prefix tests/browser`: sockjs-client).
+compare:
+    cargo run --release --example compare -- --sockjs-client tests/browser/node_modules/sockjs-client/dist/sockjs.min.js
+
 # Workspace tests, without the #[ignore]d ones that test-all also runs.
 test:
     cargo test --workspace
@@ -23,6 +27,14 @@ lint:
 # Load test with 1000 subscribers (release build).
 bench:
     cargo run --release --example load -- --subscribers 1000
+
+# Fan-out over every transport (SockJS and native) with 1000 subscribers, against the baseline.
+bench-all:
+    cargo run --release --example load -- --transport all --subscribers 1000 --messages 10000 --retention 20000
+
+# Redraw docs/benchmarks/*.svg from docs/benchmarks/results.jsonl.
+bench-charts:
+    cargo run --example load-charts -- docs/benchmarks/results.jsonl docs/benchmarks
 
 # Fuzz the parsers that read client bytes for a while (needs nightly and `cargo install cargo-fuzz`).
 fuzz seconds="60":

@@ -17,25 +17,24 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tidings_tests::example::Running;
 use tidings_tests::http::Request;
 use tidings_tests::proxy::{Mode, Proxy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Cases run one at a time: each has a Chromium, the chat server and the proxy busy, the
 /// machine has two shared cores, and the client's failure detection runs on timers that a
 /// starved browser would trip.
 static BROWSERS: Semaphore = Semaphore::const_new(1);
 
-/// How long building the chat example may take (it is usually built already).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the chat example has to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one driver command may take beyond its own wait.
@@ -49,60 +48,6 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
-static CHAT_BINARY: OnceCell<PathBuf> = OnceCell::const_new();
-
-/// The chat example's binary, built (once per test run) by the cargo that built this test,
-/// into the same target directory and profile.
-async fn chat_binary() -> &'static Path {
-    CHAT_BINARY
-        .get_or_init(|| async {
-            let exe = std::env::current_exe().expect("current exe");
-            // target/<profile>/deps/browser_native-<hash>
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("the test binary is in target/<profile>/deps");
-            let target_dir = profile_dir.parent().expect("target dir");
-            let profile = profile_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .expect("profile dir name");
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root");
-            let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-            build
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "tidings-examples",
-                    "--example",
-                    "chat",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(workspace)
-                .kill_on_drop(true);
-            if profile != "debug" {
-                build.args(["--profile", profile]);
-            }
-            let output = tokio::time::timeout(BUILD_TIMEOUT, build.output())
-                .await
-                .unwrap_or_else(|_| panic!("cargo build --example chat ran over {BUILD_TIMEOUT:?}"))
-                .expect("run cargo build --example chat");
-            assert!(
-                output.status.success(),
-                "cargo build --example chat failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            profile_dir
-                .join("examples")
-                .join(format!("chat{}", std::env::consts::EXE_SUFFIX))
-        })
-        .await
-}
-
 /// The chat example, running; killed when dropped.
 struct Chat {
     addr: SocketAddr,
@@ -111,22 +56,10 @@ struct Chat {
 
 impl Chat {
     async fn start(heartbeat_ms: u64) -> Chat {
-        let binary = chat_binary().await;
-        let mut process = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0", "--heartbeat-ms"])
-            .arg(heartbeat_ms.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {}: {e}", binary.display()));
-        let stdout = process.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the chat example printed no address in {START_TIMEOUT:?}"))
-            .expect("read the chat example's output")
-            .expect("the chat example exited before printing its address");
+        let heartbeat_ms = heartbeat_ms.to_string();
+        let args = ["--addr", "127.0.0.1:0", "--heartbeat-ms", &heartbeat_ms];
+        let mut chat = Running::start("chat", &args).await;
+        let line = chat.line(START_TIMEOUT).await;
         // "chat on http://127.0.0.1:PORT/"
         let addr = line
             .trim()
@@ -134,11 +67,9 @@ impl Chat {
             .and_then(|rest| rest.strip_suffix('/'))
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from the chat example: {line:?}"));
-        // Whatever it prints later is read and dropped, so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Chat {
             addr,
-            _process: process,
+            _process: chat.drain(),
         }
     }
 }

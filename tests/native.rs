@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode
 /// A chat service at `/rt`: every message is broadcast; users come from `?user=` (anonymous
 /// without it); `?user=nobody` is refused.
 fn chat(retention: usize) -> Tidings {
-    Tidings::builder()
+    tidings_tests::builder()
         .retention(Retention {
             messages: retention,
             bytes: 1 << 20,
@@ -425,7 +425,7 @@ async fn bad_requests_get_clear_errors_and_leave_other_sessions_alone() {
 #[tokio::test]
 async fn a_closed_session_says_so_on_every_transport() {
     let (tx, mut closes) = tokio::sync::mpsc::unbounded_channel();
-    let tidings = Tidings::builder()
+    let tidings = tidings_tests::builder()
         .on_close(move |_, closed| {
             let tx = tx.clone();
             async move {

@@ -68,6 +68,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace --all-targets -- --include-ignored"
 cargo test --workspace --all-targets -- --include-ignored
 
+# The same transport suites again on the Redis store (a redis-server the tests start), so every
+# transport is known to work when its session lives in Redis.
+step "transport suites on RedisStore (TIDINGS_TEST_STORE=redis)"
+TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
+  --test websocket --test native --test sockjs_http --test sockjs_static
+
 # --all-targets does not include doctests.
 step "cargo test --workspace --doc"
 cargo test --workspace --doc

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use axum::Router;
-use tidings::{Identity, Rejection, Retention, Tidings, Topic};
+use tidings::{Identity, Rejection, Retention, Topic};
 use tidings_tests::{Server, connect, next_text, pin_response, raw_http, send_text};
 
 fn echo() -> tidings::Builder {
-    Tidings::builder().on_message(|channel, text| async move {
+    tidings_tests::builder().on_message(|channel, text| async move {
         channel.send(text).await.expect("echo");
     })
 }
@@ -44,7 +44,7 @@ async fn raw_echo_is_verbatim() {
 }
 
 fn closing() -> Router {
-    let close = Tidings::builder()
+    let close = tidings_tests::builder()
         .on_open(|channel| async move {
             channel.close(3000, "Go away!").await.expect("close");
         })
@@ -268,7 +268,7 @@ async fn origin_and_auth_are_checked_before_upgrade() {
 #[tokio::test]
 async fn hub_reaches_users_rooms_and_everyone() {
     let tidings =
-        Tidings::builder()
+        tidings_tests::builder()
             .auth(|handshake| async move {
                 Ok(Identity::user(handshake.query("user").unwrap_or_default()))
             })
@@ -325,12 +325,17 @@ async fn hub_reaches_users_rooms_and_everyone() {
 
 #[tokio::test]
 async fn per_user_channel_limit_is_429() {
-    let tidings = Tidings::builder()
+    let tidings = tidings_tests::builder()
         .max_channels_per_user(1)
         .auth(|_| async { Ok(Identity::user("alice")) })
         .build();
+    let mut events = tidings.hub().events();
     let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
     let _first = connect(&server.ws_url("/rt/websocket")).await;
+    // The first channel is stored once its connection is up, a moment after the handshake.
+    let Ok(tidings::Event::Connected { .. }) = events.recv().await else {
+        panic!("no connect event")
+    };
     let second = tokio_tungstenite::connect_async(server.ws_url("/rt/websocket")).await;
     let error = second
         .expect_err("second channel must be refused")
@@ -340,7 +345,7 @@ async fn per_user_channel_limit_is_429() {
 
 #[tokio::test]
 async fn lagging_subscriber_is_closed_with_3001() {
-    let tidings = Tidings::builder()
+    let tidings = tidings_tests::builder()
         .retention(Retention {
             messages: 10,
             bytes: 1 << 20,
@@ -356,9 +361,11 @@ async fn lagging_subscriber_is_closed_with_3001() {
     };
     // Fill the channel's private topic past its retention in one go, faster than the connection
     // task can read it: the reader finds a gap and closes.
+    // On a remote store each send takes a round trip, long enough for the reader to keep up:
+    // all are sent at once there.
     let store_burst = (0..50).map(|i| hub.send_to_channel(channel, format!("m{i}")));
-    for send in store_burst {
-        send.await.expect("send");
+    for sent in futures::future::join_all(store_burst).await {
+        sent.expect("send");
     }
     let mut last = String::new();
     while let Some(frame) = next_text(&mut ws).await {

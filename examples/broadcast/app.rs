@@ -2,12 +2,22 @@
 //! the very same service in a child process).
 
 use axum::Router;
-use tidings::{Retention, Tidings};
+use tidings::{Builder, Retention, Tidings};
 
-/// `/broadcast`: every message any client sends goes, verbatim, to every session. The broadcast
-/// topic keeps `retention` messages; a subscriber further behind is closed as lagging.
+/// `/broadcast` with the library's defaults otherwise (a `MemoryStore`, a 25 s heartbeat).
+#[allow(
+    dead_code,
+    reason = "the one-call form; both programs here configure more through `builder` and `router`"
+)]
 pub(crate) fn app(retention: usize) -> Router {
-    let tidings = Tidings::builder()
+    router(builder(retention))
+}
+
+/// The broadcast service's configuration: every message any client sends goes, verbatim, to
+/// every session. The broadcast topic keeps `retention` messages; a subscriber further behind is
+/// closed as lagging. Callers may change more (heartbeat, store) before [`router`] builds it.
+pub(crate) fn builder(retention: usize) -> Builder {
+    Tidings::builder()
         .retention(Retention {
             messages: retention,
             bytes: 64 << 20,
@@ -18,6 +28,9 @@ pub(crate) fn app(retention: usize) -> Router {
                 tracing::warn!(%error, "broadcast failed");
             }
         })
-        .build();
-    Router::new().nest_service("/broadcast", tidings.router())
+}
+
+/// The service `builder` configures, under `/broadcast`.
+pub(crate) fn router(builder: Builder) -> Router {
+    Router::new().nest_service("/broadcast", builder.build().router())
 }

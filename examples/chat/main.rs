@@ -2,19 +2,19 @@
 //! included, over whichever transport works.
 //!
 //! ```text
-//! cargo run --example chat -- --addr 127.0.0.1:3000 [--heartbeat-ms 25000]
+//! cargo run --example chat -- --addr 127.0.0.1:3000 [--heartbeat-ms 25000] [--redis URL]
 //! ```
 //!
 //! The page at `/` loads the JS client from `/rt/tidings.js` (nothing from the internet) and
-//! shows the transport in use; `/?transport=sse` (or the select on the page) forces one.
+//! shows the transport in use; `/?transport=sse` (or the select on the page) forces one. With
+//! `--redis redis://127.0.0.1:6379/` the room and its sessions live in Redis, so several chat
+//! nodes can serve them (`examples/cluster` runs such nodes behind a balancer).
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::response::Html;
-use axum::routing::get;
 use clap::Parser;
-use tidings::{Retention, Tidings};
+
+mod app;
 
 #[derive(Parser)]
 #[command(about = "A chat room served over the Tidings native protocol")]
@@ -23,33 +23,12 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: String,
     /// Heartbeat interval in milliseconds; tests shorten it to see dead transports sooner.
-    #[arg(long, default_value_t = 25_000)]
+    #[arg(long, default_value_t = app::HEARTBEAT_MS)]
     heartbeat_ms: u64,
-}
-
-/// The chat page: plain HTML and a module script, no framework.
-async fn page() -> Html<&'static str> {
-    Html(include_str!("index.html"))
-}
-
-/// The page at `/` and the Tidings service at `/rt`.
-fn app(heartbeat: Duration) -> Router {
-    let tidings = Tidings::builder()
-        .heartbeat(heartbeat)
-        .retention(Retention {
-            messages: 1000,
-            bytes: 8 << 20,
-        })
-        .max_lag(1000)
-        .on_message(|channel, text| async move {
-            if let Err(error) = channel.hub().broadcast(text).await {
-                tracing::warn!(%error, "broadcast failed");
-            }
-        })
-        .build();
-    Router::new()
-        .route("/", get(page))
-        .nest_service("/rt", tidings.router())
+    /// Keep the room and its sessions in the Redis at this URL (`redis://host:port/`) instead
+    /// of in this process.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 #[tokio::main]
@@ -58,7 +37,16 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    let heartbeat = Duration::from_millis(args.heartbeat_ms);
+    let app = match app::app(heartbeat, args.redis.as_deref()).await {
+        Ok(app) => app,
+        Err(error) => {
+            let url = args.redis.unwrap_or_default();
+            eprintln!("chat: cannot use the Redis at {url}: {error}");
+            std::process::exit(1);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("chat on http://{}/", listener.local_addr()?);
-    axum::serve(listener, app(Duration::from_millis(args.heartbeat_ms))).await
+    axum::serve(listener, app).await
 }

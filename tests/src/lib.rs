@@ -1,5 +1,6 @@
 //! Support code for the integration tests: servers on 127.0.0.1 port 0 and clients for them.
 
+pub mod example;
 pub mod http;
 pub mod proxy;
 pub mod redis;
@@ -12,6 +13,19 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// `Tidings::builder()` on the store the tests run on: the `MemoryStore` by default, or, with
+/// `TIDINGS_TEST_STORE=redis` in the environment, a `RedisStore` on a `redis-server` this
+/// process starts (once) on a free loopback port, each builder under a prefix of its own.
+/// `tests/run-all.sh` runs the transport suites both ways.
+pub fn builder() -> tidings::Builder {
+    let builder = tidings::Tidings::builder();
+    match std::env::var("TIDINGS_TEST_STORE").as_deref() {
+        Ok("redis") => builder.store(redis::shared_store()),
+        Ok("memory") | Err(_) => builder,
+        Ok(other) => panic!("TIDINGS_TEST_STORE={other:?}: expected `memory` or `redis`"),
+    }
+}
 
 /// A server running `app` on a free loopback port, stopped when dropped.
 pub struct Server {

@@ -10,7 +10,42 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tidings_redis::{Options, RedisStore};
+
+/// The server and runtime behind [`shared_store`]: tests each run on a runtime of their own,
+/// which ends with the test, while a store's connections and listener must outlive any one.
+static SHARED: LazyLock<(RedisServer, tokio::runtime::Runtime)> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the shared Redis store");
+    (RedisServer::start(), runtime)
+});
+
+/// A `RedisStore` under a fresh prefix on a `redis-server` shared by the whole test process.
+pub fn shared_store() -> RedisStore {
+    let (server, runtime) = &*SHARED;
+    let prefix = format!("test-{:016x}:", rand::random::<u64>());
+    let url = server.url();
+    // Connecting blocks on the shared runtime from a thread of its own: the caller may be on a
+    // runtime, where blocking is not allowed.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                runtime.block_on(RedisStore::connect_with(
+                    &url,
+                    Options::default().prefix(prefix),
+                ))
+            })
+            .join()
+            .expect("connecting thread")
+            .expect("connect to the shared redis-server")
+    })
+}
 
 /// How long `redis-server` has to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,18 +1,18 @@
 //! The services of the SockJS protocol's test suite, built as `examples/echo` builds them.
 
 use axum::Router;
-use tidings::{Builder, Tidings};
+use tidings::Builder;
 
 /// `/echo`: every message goes straight back. A session that closed meanwhile drops its echo.
 pub fn echo() -> Builder {
-    Tidings::builder().on_message(|channel, text| async move {
+    crate::builder().on_message(|channel, text| async move {
         let _ = channel.send(text).await;
     })
 }
 
 /// `/close`: every session is closed as it opens, with 3000 "Go away!".
 pub fn closing() -> Builder {
-    Tidings::builder().on_open(|channel| async move {
+    crate::builder().on_open(|channel| async move {
         channel.close(3000, "Go away!").await.expect("close");
     })
 }

@@ -1,0 +1,491 @@
+//! `examples/cluster`: three nodes of one app, each its own process on one real Redis, behind
+//! the example's round-robin balancer, which sends every request to the next node. SockJS
+//! sessions over xhr-polling, xhr-streaming and WebSocket echo through it with every request
+//! of a session on another node than the one before (the balancer's `/_balancer/log` says
+//! which), and a native client of the chat app carries on through the surviving nodes, with
+//! nothing lost or repeated, when the node serving its stream is killed.
+//!
+//! Each test builds the example (once per run), starts a `redis-server` of its own and the
+//! cluster with `--addr 127.0.0.1:0`, and reads the node and balancer lines it prints.
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::SinkExt;
+use serde_json::Value;
+use tidings_tests::example::Running;
+use tidings_tests::http::{Framing, Request, Response};
+use tidings_tests::next_text;
+use tidings_tests::redis::RedisServer;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How many nodes each test starts.
+const NODES: usize = 3;
+/// How long the cluster has to start its nodes and print the balancer's line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long any one wait for a frame may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A node as the cluster printed it.
+struct Node {
+    addr: SocketAddr,
+    pid: u32,
+}
+
+/// The cluster example, running on a Redis of its own; both stop when dropped (the nodes with
+/// the cluster process, as their stdin closes).
+struct Cluster {
+    /// The balancer.
+    addr: SocketAddr,
+    nodes: Vec<Node>,
+    _process: Child,
+    _redis: RedisServer,
+}
+
+impl Cluster {
+    async fn start(app: &str) -> Cluster {
+        let redis = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("start redis-server");
+        let nodes_arg = NODES.to_string();
+        let redis_url = redis.url();
+        let mut cluster = Running::start(
+            "cluster",
+            &[
+                "--app",
+                app,
+                "--nodes",
+                &nodes_arg,
+                "--redis",
+                &redis_url,
+                "--addr",
+                "127.0.0.1:0",
+            ],
+        )
+        .await;
+        let mut nodes = Vec::new();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let line = cluster
+                .line(deadline.saturating_duration_since(Instant::now()))
+                .await;
+            // "node 1 http://127.0.0.1:PORT/ pid PID"
+            if let Some(rest) = line.strip_prefix("node ") {
+                let words: Vec<&str> = rest.split(' ').collect();
+                let [index, url, "pid", pid] = words[..] else {
+                    panic!("unexpected node line {line:?}");
+                };
+                assert_eq!(index, (nodes.len() + 1).to_string(), "{line}");
+                nodes.push(Node {
+                    addr: parse_url(url),
+                    pid: pid.parse().expect("pid"),
+                });
+                continue;
+            }
+            // "cluster of 3 echo nodes on http://127.0.0.1:PORT/ (round robin, Redis redis://…)"
+            let prefix = format!("cluster of {NODES} {app} nodes on ");
+            let rest = line
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            let url = rest.split(' ').next().unwrap_or_default();
+            assert!(rest.contains(&redis_url), "{line}");
+            break parse_url(url);
+        };
+        assert_eq!(nodes.len(), NODES);
+        Cluster {
+            addr,
+            nodes,
+            _process: cluster.drain(),
+            _redis: redis,
+        }
+    }
+
+    /// Which node (from 1) served each request the balancer forwarded whose path contains
+    /// `needle`, in order.
+    async fn nodes_for(&self, needle: &str) -> Vec<usize> {
+        let mut response = Request::get("/_balancer/log").send(self.addr).await;
+        assert_eq!(response.status(), 200);
+        let log: Value = serde_json::from_str(&response.text().await).expect("JSON log");
+        log.as_array()
+            .expect("an array")
+            .iter()
+            .filter(|entry| entry["path"].as_str().expect("path").contains(needle))
+            .map(|entry| node_number(&entry["node"]))
+            .collect()
+    }
+
+    /// Kills node `number` (from 1) with SIGKILL and waits until its port refuses connections.
+    async fn kill(&self, number: usize) {
+        let node = &self.nodes[number - 1];
+        let status = Command::new("kill")
+            .args(["-KILL", &node.pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {}", node.pid);
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect(node.addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "node {number} still answers");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `http://ADDR/` → ADDR.
+fn parse_url(url: &str) -> SocketAddr {
+    url.strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not a node URL: {url:?}"))
+}
+
+fn node_number(value: &Value) -> usize {
+    let number = value.as_u64().expect("a node number");
+    usize::try_from(number).expect("small")
+}
+
+/// The node that served `response`, from its `X-Tidings-Node` header.
+fn served_by(response: &Response) -> usize {
+    response
+        .header("x-tidings-node")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no X-Tidings-Node: {:?}", response.headers))
+}
+
+/// Asserts each request went to the node after the one before, over all `NODES`.
+#[track_caller]
+fn assert_round_robin(nodes: &[usize]) {
+    for pair in nodes.windows(2) {
+        assert_eq!(pair[1], pair[0] % NODES + 1, "not round robin: {nodes:?}");
+    }
+    let used: BTreeSet<usize> = nodes.iter().copied().collect();
+    assert_eq!(used.len(), NODES.min(nodes.len()), "{nodes:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SockJS (the echo app)
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh random SockJS session id.
+fn session() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", RandomState::new().hash_one(n))
+}
+
+/// `POST /echo/000/<id>/<transport>` with `body`.
+async fn post(cluster: &Cluster, id: &str, transport: &str, body: &str) -> Response {
+    Request::post(&format!("/echo/000/{id}/{transport}"))
+        .body(body)
+        .send(cluster.addr)
+        .await
+}
+
+/// Sends `text` to session `id` with `xhr_send`, which must be accepted.
+async fn xhr_send(cluster: &Cluster, id: &str, text: &str) {
+    let body = serde_json::to_string(&[text]).expect("JSON");
+    let mut response = post(cluster, id, "xhr_send", &body).await;
+    let answer = response.text().await;
+    assert_eq!(response.status(), 204, "xhr_send {text}: {answer:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn sockjs_xhr_polling_echoes_with_every_request_on_the_next_node() {
+    let cluster = Cluster::start("echo").await;
+    let id = session();
+    assert_eq!(post(&cluster, &id, "xhr", "").await.text().await, "o\n");
+    for i in 0..100 {
+        xhr_send(&cluster, &id, &format!("m{i}")).await;
+        let mut poll = post(&cluster, &id, "xhr", "").await;
+        assert_eq!(poll.status(), 200);
+        assert_eq!(poll.text().await, format!("a[\"m{i}\"]\n"));
+    }
+    let nodes = cluster.nodes_for(&id).await;
+    assert_eq!(
+        nodes.len(),
+        201,
+        "the open, then a send and a poll per message"
+    );
+    assert_round_robin(&nodes);
+}
+
+/// The stream stays on one node while the sends go round; once the stream reaches the echo
+/// service's 4096-byte response limit it ends, and the next one (on the next node) goes on
+/// with what was queued meanwhile. Every frame is one HTTP chunk, as it is without the
+/// balancer.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn sockjs_xhr_streaming_receives_on_one_node_what_is_sent_through_the_others() {
+    let cluster = Cluster::start("echo").await;
+    let id = session();
+    let mut prelude = vec![b'h'; 2048];
+    prelude.push(b'\n');
+    let mut stream = post(&cluster, &id, "xhr_streaming", "").await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.framing(), Framing::Chunked);
+    assert_eq!(stream.chunk().await, prelude);
+    assert_eq!(stream.chunk_text().await, "o\n");
+    let mut streams = vec![served_by(&stream)];
+    let padding = "x".repeat(100);
+    for i in 0..100 {
+        let text = format!("m{i} {padding}");
+        xhr_send(&cluster, &id, &text).await;
+        let expected = format!("a[\"{text}\"]\n");
+        let chunk = match stream.next_chunk(WAIT).await {
+            Some(chunk) => chunk,
+            None => {
+                stream = post(&cluster, &id, "xhr_streaming", "").await;
+                assert_eq!(stream.status(), 200);
+                assert_eq!(stream.chunk().await, prelude);
+                streams.push(served_by(&stream));
+                stream.chunk().await
+            }
+        };
+        assert_eq!(String::from_utf8(chunk).expect("UTF-8"), expected);
+    }
+    assert!(
+        streams.len() >= 3,
+        "the response limit ends streams: {streams:?}"
+    );
+    let nodes = cluster.nodes_for(&id).await;
+    assert_eq!(nodes.len(), 100 + streams.len());
+    assert_eq!(nodes[0], streams[0]);
+    assert_round_robin(&nodes);
+}
+
+/// Raw and SockJS WebSockets: each connection goes to the next node, whose bytes the balancer
+/// then copies both ways.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn websockets_echo_through_the_balancer_on_every_node() {
+    let cluster = Cluster::start("echo").await;
+    let mut served = Vec::new();
+    for k in 0..NODES {
+        let url = format!("ws://{}/echo/websocket", cluster.addr);
+        let (mut ws, response) = tokio_tungstenite::connect_async(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let node = response
+            .headers()
+            .get("x-tidings-node")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .expect("X-Tidings-Node on the 101");
+        served.push(node);
+        for i in 0..20 {
+            let text = format!("hello {k}.{i}");
+            ws.send(Message::text(text.clone())).await.expect("send");
+            assert_eq!(next_text(&mut ws).await.as_deref(), Some(text.as_str()));
+        }
+        ws.close(None).await.expect("close");
+    }
+    assert_round_robin(&served);
+
+    let id = session();
+    let url = format!("ws://{}/echo/000/{id}/websocket", cluster.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
+    for i in 0..20 {
+        ws.send(Message::text(format!("[\"m{i}\"]")))
+            .await
+            .expect("send");
+        let echoed = format!("a[\"m{i}\"]");
+        assert_eq!(next_text(&mut ws).await, Some(echoed));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A node killed under a native client (the chat app)
+// ---------------------------------------------------------------------------------------------
+
+/// A native session of the chat app, negotiated through the balancer.
+async fn negotiate(cluster: &Cluster) -> String {
+    let mut response = Request::post("/rt/native/negotiate")
+        .send(cluster.addr)
+        .await;
+    let body = response.text().await;
+    assert_eq!(response.status(), 200, "negotiate: {body}");
+    let info: Value = serde_json::from_str(&body).expect("JSON");
+    info["token"].as_str().expect("token").to_owned()
+}
+
+/// Publishes `m<i>` for each `i` from the session `token`, one message per request.
+async fn publish(cluster: &Cluster, token: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        let body = serde_json::to_string(&[format!("m{i}")]).expect("JSON");
+        let mut response = Request::post(&format!("/rt/native/send?token={token}"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send(cluster.addr)
+            .await;
+        let text = response.text().await;
+        assert_eq!(response.status(), 204, "send m{i}: {text}");
+    }
+}
+
+/// Percent-encodes a position for a query string.
+fn enc(pos: &str) -> String {
+    pos.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What a native client keeps: the messages handed on and the position after the last.
+#[derive(Default)]
+struct Client {
+    token: String,
+    received: Vec<String>,
+    pos: Option<String>,
+}
+
+impl Client {
+    /// `token=…&pos=…` for the next transport request.
+    fn query(&self) -> String {
+        match &self.pos {
+            Some(pos) => format!("token={}&pos={}", self.token, enc(pos)),
+            None => format!("token={}", self.token),
+        }
+    }
+
+    /// Takes in one frame; gaps and closes fail the test.
+    fn frame(&mut self, frame: &Value) {
+        match frame["type"].as_str() {
+            Some("message") => {
+                self.received
+                    .push(frame["data"].as_str().expect("data").to_owned());
+                self.pos = Some(frame["pos"].as_str().expect("pos").to_owned());
+            }
+            Some("open" | "heartbeat" | "end") => {}
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+
+    /// Opens a native stream through the balancer, as HTTP/1.0 so that it ends with its
+    /// connection, however it ends; returns it and the node serving it.
+    async fn stream(&self, cluster: &Cluster) -> (Lines, usize) {
+        let path = format!("/rt/native/stream?{}", self.query());
+        let response = Request::get(&path).http10().send(cluster.addr).await;
+        assert_eq!(response.status(), 200, "{}", response.status_line);
+        let node = served_by(&response);
+        let lines = Lines {
+            response,
+            buffer: Vec::new(),
+        };
+        (lines, node)
+    }
+
+    /// Reads `stream` until the message `m<last>` has come; panics if it ends first.
+    async fn read_until(&mut self, stream: &mut Lines, last: usize) {
+        let want = format!("m{last}");
+        while self.received.last() != Some(&want) {
+            let frame = stream.next().await.expect("the stream ended early");
+            self.frame(&frame);
+        }
+    }
+
+    /// Polls through the balancer until the message `m<last>` has come.
+    async fn poll_until(&mut self, cluster: &Cluster, last: usize) {
+        let want = format!("m{last}");
+        while self.received.last() != Some(&want) {
+            let path = format!("/rt/native/poll?{}", self.query());
+            let mut response = Request::get(&path).send(cluster.addr).await;
+            let body = response.text().await;
+            assert_eq!(response.status(), 200, "poll: {body}");
+            let frames: Vec<Value> = serde_json::from_str(&body).expect("JSON frames");
+            for frame in &frames {
+                self.frame(frame);
+            }
+        }
+    }
+}
+
+/// The frames of an ndjson stream, one a line.
+struct Lines {
+    response: Response,
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    /// The next frame, or `None` once the stream has ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).expect("a JSON frame"));
+            }
+            let chunk = self.response.next_chunk(WAIT).await?;
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn a_native_client_carries_on_through_the_other_nodes_when_its_node_is_killed() {
+    let cluster = Cluster::start("chat").await;
+    let publisher = negotiate(&cluster).await;
+    let mut client = Client {
+        token: negotiate(&cluster).await,
+        ..Client::default()
+    };
+
+    // Streaming on one node, while the sends go round all three.
+    let (mut stream, victim) = client.stream(&cluster).await;
+    publish(&cluster, &publisher, 0..30).await;
+    client.read_until(&mut stream, 29).await;
+
+    // That node dies under the stream, which ends; nothing of it is read after this.
+    cluster.kill(victim).await;
+    let rest = tokio::time::timeout(WAIT, async {
+        let mut frames = Vec::new();
+        while let Some(frame) = stream.next().await {
+            frames.push(frame);
+        }
+        frames
+    })
+    .await
+    .expect("the stream of the killed node ends");
+    assert!(
+        rest.iter().all(|f| f["type"] != "message"),
+        "nothing was published meanwhile: {rest:?}"
+    );
+
+    // The client comes back through the balancer, polling and then streaming again from its
+    // position, while more is published through whichever nodes are left.
+    let before = cluster.nodes_for("/rt/native/").await.len();
+    publish(&cluster, &publisher, 30..60).await;
+    client.poll_until(&cluster, 59).await;
+    let (mut stream, node) = client.stream(&cluster).await;
+    assert_ne!(node, victim);
+    let (_, ()) = tokio::join!(
+        client.read_until(&mut stream, 99),
+        publish(&cluster, &publisher, 60..100)
+    );
+
+    let expected: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    assert_eq!(client.received, expected, "each message once, in order");
+    let after = cluster.nodes_for("/rt/native/").await;
+    assert!(
+        after[before..].iter().all(|&n| n != victim),
+        "no request was answered by the killed node: {:?}",
+        &after[before..]
+    );
+    let survivors: BTreeSet<usize> = after[before..].iter().copied().collect();
+    assert_eq!(
+        survivors.len(),
+        NODES - 1,
+        "both survivors served: {survivors:?}"
+    );
+}
