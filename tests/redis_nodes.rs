@@ -184,3 +184,100 @@ async fn calls_fail_clearly_while_redis_is_down_and_work_again_after() {
     let batch = other.read(&topic, start, 100).await.unwrap();
     assert_eq!(batch.records.len(), 6, "nothing acknowledged was lost");
 }
+
+/// Prints what Redis holds per session and per retained message, and the commands a publish
+/// and a session's life cost: the figures in docs/scaling.md. Measures, asserts nothing.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn cost_per_session_and_per_message() {
+    use tidings_redis::redis::{self, AsyncCommands};
+
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut info = client.get_multiplexed_async_connection().await.unwrap();
+    let [store] = <[RedisStore; 1]>::try_from(nodes(&server, 1).await)
+        .ok()
+        .unwrap();
+    let used = async |info: &mut redis::aio::MultiplexedConnection| -> i64 {
+        let text: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(info)
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let calls = async |info: &mut redis::aio::MultiplexedConnection| -> i64 {
+        let text: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(info)
+            .await
+            .unwrap();
+        text.lines()
+            .filter_map(|l| {
+                l.split_once("calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let _: () = info.set("warm", "up").await.unwrap();
+
+    const SESSIONS: usize = 1000;
+    let before = used(&mut info).await;
+    let topic = Topic::from_stored("$all");
+    for n in 0..SESSIONS {
+        let mut state = channel(Some(&format!("sockjs:{n:08}")));
+        state.user = Some(format!("user-{n}"));
+        state.topics.insert(topic.clone(), Cursor::default());
+        store
+            .create_channel(state, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let per_session = (used(&mut info).await - before) / SESSIONS as i64;
+
+    const MESSAGES: usize = 10_000;
+    let retention = Retention {
+        messages: MESSAGES,
+        bytes: 1 << 30,
+    };
+    let room = Topic::from_stored("room");
+    store
+        .append(&room, message("first"), retention)
+        .await
+        .unwrap();
+    let before = used(&mut info).await;
+    let commands_before = calls(&mut info).await;
+    let text = "x".repeat(64);
+    for _ in 0..MESSAGES {
+        store
+            .append(&room, message(&text), retention)
+            .await
+            .unwrap();
+    }
+    let commands = calls(&mut info).await - commands_before;
+    let per_message = (used(&mut info).await - before) / MESSAGES as i64;
+    // Past retention: each append also drops the oldest record.
+    let commands_before = calls(&mut info).await;
+    for _ in 0..1000 {
+        store
+            .append(&room, message(&text), retention)
+            .await
+            .unwrap();
+    }
+    let trimming = calls(&mut info).await - commands_before;
+    println!(
+        "Redis {} — per session (alias, user, one topic, private topic): {per_session} bytes; \
+         per retained 64-byte message: {per_message} bytes; commands per append: {:.1} \
+         (one EVALSHA), {:.1} once retention trims",
+        server.url(),
+        commands as f64 / MESSAGES as f64,
+        trimming as f64 / 1000.0
+    );
+}
