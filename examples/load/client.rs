@@ -1,12 +1,12 @@
-//! A receive-only WebSocket client for the subscribers, much cheaper per message than a
-//! general-purpose one.
+//! A WebSocket client for the subscribers, much cheaper per message than a general-purpose one.
 //!
 //! A thousand subscribers on one core must spend less per delivered message than the server
 //! does, or the load program, not the server, sets the pace. So this client reads whatever the
 //! socket holds into one reused buffer (never zero-filled), parses every complete frame in
 //! place, and hands out borrowed text: no allocation per message. It speaks just enough of RFC
 //! 6455 for a server that sends unfragmented or fragmented text, pings and a close: the
-//! handshake, frame headers, pongs (masked, as a client must).
+//! handshake, frame headers, pongs, and the text messages an echo run sends (masked, as a
+//! client must).
 
 use std::io;
 
@@ -22,6 +22,8 @@ const MAX_RESPONSE: usize = 16 * 1024;
 pub(crate) enum Event<'a> {
     /// A complete text message.
     Text(&'a str),
+    /// A ping (the raw transport's heartbeat); the pong is sent by [`Connection::drain`].
+    Ping,
     /// A close frame, with its code (0 when it has none). Nothing after it is read.
     Close(u16),
 }
@@ -133,7 +135,7 @@ impl Connection {
                 }
                 0x9 => {
                     self.pongs.push(payload.to_vec());
-                    true
+                    on_event(Event::Ping)
                 }
                 // Binary messages and pongs are not part of this workload.
                 _ => true,
@@ -142,12 +144,34 @@ impl Connection {
         }
         self.buf.drain(..at);
         for payload in std::mem::take(&mut self.pongs) {
-            // Masked with a zero key, so the payload goes out as it is.
-            let mut frame = vec![0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-            frame.extend_from_slice(&payload);
-            self.tcp.write_all(&frame).await?;
+            self.write_frame(0xa, &payload).await?;
         }
         Ok(())
+    }
+
+    /// Sends one text message.
+    pub(crate) async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.write_frame(0x1, text.as_bytes()).await
+    }
+
+    /// Writes one unfragmented frame, masked with a zero key so the payload goes out as it is.
+    async fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x80 | opcode);
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | len as u8),
+            len @ 126..=0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(payload);
+        self.tcp.write_all(&frame).await
     }
 }
 

@@ -1,20 +1,30 @@
-//! A bounded loopback load program: one publisher and many WebSocket subscribers on the
-//! broadcast service, measured against a plain axum WebSocket broadcast server.
+//! A bounded loopback load program: one publisher and many subscribers on the broadcast service,
+//! over any of its transports, measured against a plain axum WebSocket broadcast server.
 //!
 //! ```text
 //! cargo run --release --example load -- --subscribers 1000
-//! cargo run --release --example load -- --subscribers 1000 --rate 2000 --transport both --json
+//! cargo run --release --example load -- --transport all --subscribers 1000 --rate 1000 --json
+//! cargo run --release --example load -- --mode idle --transport native-sse --subscribers 10000
+//! cargo run --release --example load -- --mode echo --transport xhr-polling
 //! ```
 //!
 //! Each target runs in its own child process (this program, re-executed with a hidden
-//! `--serve`): the Tidings broadcast service of `examples/broadcast/app.rs` over SockJS or raw
-//! WebSocket, then the baseline of `baseline.rs` (axum WebSocket + `tokio::sync::broadcast`).
-//! With `taskset` available the server runs on CPU 0 and this program on CPU 1. For each target
-//! it prints delivered messages/s, latency p50/p99/max, lost, duplicated and out-of-order
-//! messages, the server's resident memory per connection and its CPU use, then the ratio of
-//! each Tidings target's delivered messages/s to the baseline's. Every run ends when each
-//! subscriber has every message or after `--timeout` (plus at most a second for messages
-//! already in flight). `docs/benchmarks.md` describes the method and records results.
+//! `--serve`): the Tidings broadcast service of `examples/broadcast/app.rs`, then the baseline
+//! of `baseline.rs` (axum WebSocket + `tokio::sync::broadcast`). With `taskset` available the
+//! server runs on CPU 0 and this program on CPU 1. Three modes:
+//!
+//! - `fanout`: the publisher sends `--messages` at `--rate` (0: as fast as possible); for each
+//!   target, delivered messages/s, latency p50/p99/max, lost, duplicated and out-of-order
+//!   messages, the server's resident memory per session and its CPU use;
+//! - `idle`: the sessions are held open for `--duration` with only heartbeats flowing; memory
+//!   per session, heartbeats received, and how many sessions still deliver at the end;
+//! - `echo`: one session sends over its own transport, each message after the last came back;
+//!   round-trip latency.
+//!
+//! Then the ratio of each Tidings target to the baseline. Every run ends when each subscriber
+//! has every message or after `--timeout` (plus the hold of an idle run, and at most a second
+//! for messages already in flight). `docs/benchmarks.md` describes the method and records
+//! results.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
@@ -26,12 +36,16 @@ use clap::{Parser, ValueEnum};
 mod app;
 mod baseline;
 mod client;
+mod http;
+mod publisher;
 mod report;
 mod run;
 mod server;
+mod transport;
 
-use run::{Framing, Plan, Target};
-use server::ServerKind;
+use run::{Mode, Plan, Target};
+use server::{ServerKind, ServerOptions, StoreKind};
+use transport::Transport;
 
 /// Set in the environment of the copy of this program that runs pinned under `taskset`.
 const PINNED_ENV: &str = "TIDINGS_LOAD_PINNED";
@@ -40,37 +54,56 @@ const LOAD_CPU: usize = 1;
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Measure Tidings' broadcast against a plain axum WebSocket broadcast, on 127.0.0.1"
+    about = "Measure Tidings' broadcast over each transport against a plain axum \
+                   WebSocket broadcast, on 127.0.0.1"
 )]
 struct Args {
-    /// WebSocket subscribers per run.
-    #[arg(long, default_value_t = 1000)]
+    /// What to measure: fan-out throughput and latency, idle sessions, or echo round trips.
+    #[arg(long, value_enum, default_value_t = Mode::Fanout)]
+    mode: Mode,
+    /// Tidings transports to measure, comma-separated: sockjs-ws, raw-ws, xhr-streaming,
+    /// eventsource, xhr-polling, native-ws, native-sse, native-stream, native-poll; or `all`,
+    /// or `none` (only the baseline).
+    #[arg(long, default_value = "sockjs-ws")]
+    transport: String,
+    /// Sessions per run.
+    #[arg(long, visible_alias = "sessions", default_value_t = 1000)]
     subscribers: usize,
-    /// Messages the publisher sends per run.
+    /// Messages the publisher (or the echo sender) sends per run.
     #[arg(long, default_value_t = 2000)]
     messages: u64,
-    /// Messages per second; 0 sends as fast as the server takes them.
+    /// Messages per second; 0 sends as fast as the server takes them (fanout).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// Bytes per message (at least the sequence number and timestamp it carries).
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// The Tidings transport to measure (`none`: only the baseline).
-    #[arg(long, value_enum, default_value_t = TransportArg::Sockjs)]
-    transport: TransportArg,
+    /// Seconds an idle run holds its sessions open.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// The Tidings server's heartbeat in seconds (default: the library's, 25 s).
+    #[arg(long)]
+    heartbeat: Option<f64>,
     /// Skip the baseline run (and so the ratio).
     #[arg(long)]
     no_baseline: bool,
-    /// Seconds each run may take, connecting included. When it is up, publishing stops and
-    /// messages already sent get at most one more second to arrive; what has not is lost.
+    /// Seconds each run may take, opening sessions included (an idle run: plus its hold).
+    /// When it is up, sending stops and messages already sent get at most one more second to
+    /// arrive; what has not is lost.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-    /// Subscribers connecting at the same time.
+    /// Sessions opening at the same time.
     #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
     /// Messages the server retains; a subscriber further behind is closed (3001).
     #[arg(long, default_value_t = 10_000)]
     retention: usize,
+    /// Where the Tidings server keeps topics and sessions.
+    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    store: StoreKind,
+    /// The Redis server for `--store redis`.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
     /// Do not pin the server and this program to CPUs with `taskset`.
     #[arg(long)]
     no_pin: bool,
@@ -83,24 +116,43 @@ struct Args {
     /// Internal: where `--serve` listens.
     #[arg(long, hide = true, default_value = "127.0.0.1:0")]
     addr: String,
+    /// Internal: the `--serve` child's heartbeat.
+    #[arg(long, hide = true)]
+    heartbeat_ms: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum TransportArg {
-    /// SockJS frames over WebSocket.
-    Sockjs,
-    /// One WebSocket message per application message.
-    Raw,
-    /// SockJS, then raw.
-    Both,
-    /// No Tidings run: only the baseline.
-    None,
+/// The transports `--transport` names.
+fn transports(list: &str) -> Result<Vec<Transport>, String> {
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        match name {
+            "all" => chosen.extend(Transport::ALL),
+            "none" => {}
+            _ => chosen.push(Transport::from_str(name, true).map_err(|_| {
+                let names: Vec<_> = Transport::ALL.iter().map(|t| t.name()).collect();
+                format!(
+                    "unknown transport {name:?}; one of {}, all, none",
+                    names.join(", ")
+                )
+            })?),
+        }
+    }
+    chosen.sort();
+    chosen.dedup();
+    Ok(chosen)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(kind) = args.serve {
-        return server::serve(kind, &args.addr, args.retention);
+        let options = ServerOptions {
+            retention: args.retention,
+            heartbeat: args.heartbeat_ms.map(Duration::from_millis),
+            store: args.store,
+            redis: args.redis.clone(),
+            cpu: None,
+        };
+        return server::serve(kind, &args.addr, &options);
     }
     let cpus = cpu_count();
     let pin = !args.no_pin && cpus > LOAD_CPU && on_path("taskset");
@@ -134,36 +186,51 @@ fn measure_all(args: &Args, cpus: usize, pinned: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let chosen = match transports(&args.transport) {
+        Ok(chosen) => chosen,
+        Err(error) => {
+            eprintln!("load: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let heartbeat = match args.heartbeat.map(Duration::try_from_secs_f64) {
+        None => None,
+        Some(Ok(heartbeat)) if heartbeat >= Duration::from_millis(100) => Some(heartbeat),
+        Some(_) => {
+            eprintln!("load: --heartbeat must be at least 0.1 s");
+            return ExitCode::FAILURE;
+        }
+    };
     let plan = Plan {
+        mode: args.mode,
         subscribers: args.subscribers,
         messages: args.messages,
         rate: args.rate,
         size: args.size,
-        retention: args.retention,
+        hold: Duration::from_secs(args.duration),
         timeout: Duration::from_secs(args.timeout),
         connect_concurrency: args.connect_concurrency,
-        server_cpu: pinned.then_some(SERVER_CPU),
+        server: ServerOptions {
+            retention: args.retention,
+            heartbeat,
+            store: args.store,
+            redis: args.redis.clone(),
+            cpu: pinned.then_some(SERVER_CPU),
+        },
     };
-    let mut targets = Vec::new();
-    if matches!(args.transport, TransportArg::Sockjs | TransportArg::Both) {
-        targets.push(Target {
-            name: "tidings-sockjs",
+    let mut targets: Vec<Target> = chosen
+        .into_iter()
+        .map(|transport| Target {
+            name: transport.name(),
             server: ServerKind::Tidings,
-            framing: Framing::SockJs,
-        });
-    }
-    if matches!(args.transport, TransportArg::Raw | TransportArg::Both) {
-        targets.push(Target {
-            name: "tidings-raw",
-            server: ServerKind::Tidings,
-            framing: Framing::Raw,
-        });
-    }
+            transport,
+        })
+        .collect();
     if !args.no_baseline {
         targets.push(Target {
             name: "baseline",
             server: ServerKind::Baseline,
-            framing: Framing::Raw,
+            transport: Transport::RawWs,
         });
     }
 

@@ -1,16 +1,17 @@
-//! One measurement: start a server child, connect the subscribers, make sure each one is
-//! subscribed, publish, and collect what every subscriber saw.
+//! One measurement: start a server child, open the sessions, make sure each one is following
+//! the broadcast topic, then fan out, echo or hold idle, and collect what every session saw.
 //!
-//! Every measured message is `M<tag> <seq> <micros> <padding>`: the publisher writes its
-//! sequence number and the time it sent it (microseconds on this process's monotonic clock),
-//! and each subscriber takes the latency on receipt from the same clock. Before measuring, the
-//! publisher sends probes (`P<tag>`) until every subscriber has seen one; only then is a
-//! subscriber known to be following the topic, so messages it could not have received do not
-//! count against it.
+//! Every measured message is `M<tag> <seq> <micros> <padding>`: the sender writes its sequence
+//! number and the time it sent it (microseconds on this process's monotonic clock), and each
+//! subscriber takes the latency on receipt from the same clock. Before measuring, the publisher
+//! sends probes (`P<tag>`) until every subscriber has seen one; only then is a subscriber known
+//! to be following the topic, so messages it could not have received do not count against it.
+//! An idle run ends with a second round of probes (`F<tag>`): a session that gets one was still
+//! open and delivering after the hold.
 //!
-//! Subscribers are tasks on this process's runtime and read with the lean client of
-//! `client.rs`. The publisher has a thread of its own, so that however busy the subscribers
-//! keep the runtime, the operating system still wakes it on time for its next send.
+//! Subscribers are tasks on this process's runtime, each reading one session of the transport
+//! under test (`transport.rs`). The publisher is a WebSocket session on a thread of its own
+//! (`publisher.rs`); in an echo run, subscriber 0 sends instead, over its own transport.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -18,55 +19,66 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Connection, Event};
-use crate::server::{self, ServerKind, ServerProcess};
-
-type Ws = WebSocketStream<TcpStream>;
+use crate::publisher::{Framing, Publisher};
+use crate::server::{self, ServerKind, ServerOptions, ServerProcess};
+use crate::transport::{Event, Session, Transport};
 
 /// Largest latency the histograms track, in microseconds; longer ones are recorded as this.
 const MAX_LATENCY_US: u64 = 600_000_000;
+/// How long the last round of probes of an idle run may take.
+const FINAL_PROBE: Duration = Duration::from_secs(15);
 
-/// How a client talks to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// `/broadcast/<server>/<session>/websocket`: `o`, `h`, `a[…]`, `c[…]` frames.
-    SockJs,
-    /// `/broadcast/websocket`: one text message per application message.
-    Raw,
+/// What a run does once every session is open and following the topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// The publisher sends `--messages` to every session, at `--rate` or as fast as possible.
+    Fanout,
+    /// The sessions are held open for `--duration` with only heartbeats flowing.
+    Idle,
+    /// Subscriber 0 sends `--messages` over its own transport, each after the last came back.
+    Echo,
 }
 
-/// What is measured: a server and the framing its clients use.
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Fanout => "fanout",
+            Mode::Idle => "idle",
+            Mode::Echo => "echo",
+        }
+    }
+}
+
+/// What is measured: a server and the transport its sessions use.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Target {
     /// Its name in the report.
     pub(crate) name: &'static str,
     pub(crate) server: ServerKind,
-    pub(crate) framing: Framing,
+    pub(crate) transport: Transport,
 }
 
 /// The knobs of a run, from the command line.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
+    pub(crate) mode: Mode,
     pub(crate) subscribers: usize,
     pub(crate) messages: u64,
     /// Messages per second; 0 publishes as fast as the connection takes them.
     pub(crate) rate: u64,
     pub(crate) size: usize,
-    pub(crate) retention: usize,
+    /// How long an idle run holds its sessions.
+    pub(crate) hold: Duration,
     pub(crate) timeout: Duration,
     pub(crate) connect_concurrency: usize,
-    /// The CPU for server children, when pinning.
-    pub(crate) server_cpu: Option<usize>,
+    /// How server children are started.
+    pub(crate) server: ServerOptions,
 }
 
 /// What one run measured.
@@ -74,7 +86,7 @@ pub(crate) struct Plan {
 pub(crate) struct Outcome {
     pub(crate) target: &'static str,
     pub(crate) subscribers: usize,
-    /// Measured messages the publisher sent (all of them unless the timeout hit first).
+    /// Measured messages sent (all of them unless the timeout hit first).
     pub(crate) published: u64,
     /// Unique measured messages received, summed over subscribers.
     pub(crate) delivered: u64,
@@ -82,18 +94,30 @@ pub(crate) struct Outcome {
     pub(crate) elapsed: Duration,
     /// From the first to the last measured send.
     pub(crate) publish_elapsed: Duration,
+    /// Delivery latency over every subscriber; in an echo run, subscriber 0's round trips.
     pub(crate) latency: Histogram<u64>,
     pub(crate) lost: u64,
     pub(crate) duplicated: u64,
     pub(crate) out_of_order: u64,
-    /// Connections that ended before the run did, by close code (0: no close frame).
+    /// Sessions that ended before the run did, by close code (0: no close frame).
     pub(crate) closed: BTreeMap<u16, usize>,
     pub(crate) timed_out: bool,
+    /// Heartbeats received: the fewest any session got, and the total.
+    pub(crate) heartbeats_min: u64,
+    pub(crate) heartbeats: u64,
+    /// Idle runs: sessions that got the probe sent after the hold.
+    pub(crate) alive_at_end: Option<usize>,
+    /// Server `VmRSS` before the sessions opened, once all were open, and after an idle hold.
     pub(crate) rss_before_kib: Option<u64>,
-    pub(crate) rss_after_kib: Option<u64>,
-    /// CPU time of the server and of this process while messages were in flight.
+    pub(crate) rss_connected_kib: Option<u64>,
+    pub(crate) rss_end_kib: Option<u64>,
+    /// CPU time of the server and of this process over `cpu_wall`: while messages were in
+    /// flight, or during an idle hold.
     pub(crate) server_cpu: Option<Duration>,
     pub(crate) load_cpu: Option<Duration>,
+    pub(crate) cpu_wall: Duration,
+    /// How long opening every session took.
+    pub(crate) connect_elapsed: Duration,
 }
 
 impl Outcome {
@@ -105,14 +129,17 @@ impl Outcome {
         per_sec(self.published, self.publish_elapsed)
     }
 
-    pub(crate) fn rss_per_connection_kib(&self) -> Option<f64> {
-        let (before, after) = (self.rss_before_kib?, self.rss_after_kib?);
+    /// Growth of the server's RSS per session: by the end of an idle hold, else once all were
+    /// open.
+    pub(crate) fn rss_per_session_kib(&self) -> Option<f64> {
+        let before = self.rss_before_kib?;
+        let after = self.rss_end_kib.or(self.rss_connected_kib)?;
         Some(after.saturating_sub(before) as f64 / self.subscribers.max(1) as f64)
     }
 
-    /// Share of one CPU the process used while messages were in flight, in percent.
+    /// Share of one CPU the process used over `cpu_wall`, in percent.
     pub(crate) fn cpu_percent(&self, cpu: Option<Duration>) -> Option<f64> {
-        let wall = self.elapsed.as_secs_f64();
+        let wall = self.cpu_wall.as_secs_f64();
         (wall > 0.0).then_some(cpu?.as_secs_f64() / wall * 100.0)
     }
 
@@ -137,21 +164,40 @@ impl From<io::Error> for Failed {
     }
 }
 
+/// A round of probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// Before measuring: every session follows the topic.
+    Ready,
+    /// After an idle hold: every session is still open and delivering.
+    Final,
+}
+
+impl Round {
+    pub(crate) fn prefix(self) -> char {
+        match self {
+            Round::Ready => 'P',
+            Round::Final => 'F',
+        }
+    }
+}
+
 /// State every task of a run shares.
-struct Shared {
-    /// The clock publisher and subscribers both read.
+pub(crate) struct Shared {
+    /// The clock senders and subscribers both read.
     clock: Instant,
-    tag: String,
-    subscribers: usize,
+    pub(crate) tag: String,
+    pub(crate) subscribers: usize,
     /// Messages each subscriber must get to be complete.
-    messages: u64,
-    /// Subscribers that have seen a probe.
+    pub(crate) messages: u64,
+    /// Subscribers that have seen a probe of each round.
     ready: AtomicUsize,
+    alive: AtomicUsize,
     /// Subscribers that are complete or whose connection ended.
     finished: AtomicUsize,
     finished_changed: Notify,
-    /// Set when the run's time is up: the publisher sends nothing more.
-    halt: AtomicBool,
+    /// Set when the run's time is up: nothing more is sent.
+    pub(crate) halt: AtomicBool,
     /// Measured messages sent, and the first and last send times (µs on `clock`).
     published: AtomicU64,
     first_send_us: AtomicU64,
@@ -161,14 +207,40 @@ struct Shared {
 }
 
 impl Shared {
-    fn micros(&self) -> u64 {
+    pub(crate) fn micros(&self) -> u64 {
         u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
+
+    /// The count of subscribers that have seen a probe of `round`.
+    pub(crate) fn seen(&self, round: Round) -> &AtomicUsize {
+        match round {
+            Round::Ready => &self.ready,
+            Round::Final => &self.alive,
+        }
+    }
+
+    /// Records that measured message `seq` was sent at `now`.
+    pub(crate) fn sent(&self, seq: u64, now: u64) {
+        if seq == 0 {
+            self.first_send_us.store(now, Ordering::Release);
+        }
+        self.last_send_us.store(now, Ordering::Release);
+        self.published.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The text of measured message `seq`, sent at `now`, padded to `size` bytes.
+pub(crate) fn message_text(shared: &Shared, seq: u64, now: u64, size: usize) -> String {
+    let mut text = format!("M{} {seq} {now} ", shared.tag);
+    if text.len() < size {
+        text.extend(std::iter::repeat_n('x', size - text.len()));
+    }
+    text
 }
 
 /// Measures `target` under `plan`. `run` distinguishes this run's messages from any other's.
 pub(crate) async fn measure(target: Target, plan: &Plan, run: usize) -> Result<Outcome, Failed> {
-    let server = ServerProcess::start(target.server, plan.retention, plan.server_cpu).await?;
+    let server = ServerProcess::start(target.server, &plan.server).await?;
     let result = drive(target, plan, run, &server).await;
     server.stop().await;
     result
@@ -176,10 +248,14 @@ pub(crate) async fn measure(target: Target, plan: &Plan, run: usize) -> Result<O
 
 /// Readings taken while the run was under way.
 struct Readings {
-    rss_after_kib: Option<u64>,
+    rss_connected_kib: Option<u64>,
+    rss_end_kib: Option<u64>,
     timed_out: bool,
+    alive_at_end: Option<usize>,
     server_cpu: Option<Duration>,
     load_cpu: Option<Duration>,
+    cpu_wall: Duration,
+    connect_elapsed: Duration,
 }
 
 async fn drive(
@@ -188,14 +264,25 @@ async fn drive(
     run: usize,
     server: &ServerProcess,
 ) -> Result<Outcome, Failed> {
-    let deadline = Instant::now() + plan.timeout;
+    let hold = if plan.mode == Mode::Idle {
+        plan.hold + FINAL_PROBE
+    } else {
+        Duration::ZERO
+    };
+    let deadline = Instant::now() + plan.timeout + hold;
     let addr = server.addr().to_string();
+    let messages = if plan.mode == Mode::Idle {
+        0
+    } else {
+        plan.messages
+    };
     let shared = Arc::new(Shared {
         clock: Instant::now(),
         tag: format!("{run}.{}", std::process::id()),
         subscribers: plan.subscribers,
-        messages: plan.messages,
+        messages,
         ready: AtomicUsize::new(0),
+        alive: AtomicUsize::new(0),
         finished: AtomicUsize::new(0),
         finished_changed: Notify::new(),
         halt: AtomicBool::new(false),
@@ -205,11 +292,16 @@ async fn drive(
         delivered: AtomicU64::new(0),
     });
     let (stop_tx, stop) = watch::channel(false);
+    let framing = match target.transport {
+        Transport::SockjsWs => Framing::SockJs,
+        _ => Framing::Raw,
+    };
     let mut publisher = Publisher::start(
         addr.clone(),
-        target.framing,
+        framing,
         shared.clone(),
-        plan,
+        plan.rate,
+        plan.size,
         stop.clone(),
     );
     let rss_before_kib = match timeout_at(deadline, &mut publisher.connected).await {
@@ -219,27 +311,26 @@ async fn drive(
         Err(_) => return Err(Failed("timed out connecting the publisher".into())),
     };
 
+    let connect_start = Instant::now();
     let (connected_tx, mut connected) =
         mpsc::channel::<Result<(), String>>(plan.subscribers.max(1));
     let gate = Arc::new(Semaphore::new(plan.connect_concurrency.max(1)));
+    let (go_tx, go_rx) = oneshot::channel();
+    let mut go_rx = (plan.mode == Mode::Echo).then_some(go_rx);
     let subscribers: Vec<JoinHandle<Subscriber>> = (0..plan.subscribers)
-        .map(|i| {
-            let (addr, shared, gate, stop, connected) = (
-                addr.clone(),
-                shared.clone(),
-                gate.clone(),
-                stop.clone(),
-                connected_tx.clone(),
-            );
-            tokio::spawn(subscribe(
-                i,
-                addr,
-                target.framing,
-                shared,
-                gate,
-                connected,
-                stop,
-            ))
+        .map(|index| {
+            let context = Context {
+                index,
+                addr: addr.clone(),
+                transport: target.transport,
+                size: plan.size,
+                shared: shared.clone(),
+                gate: gate.clone(),
+                connected: connected_tx.clone(),
+                stop: stop.clone(),
+                go: if index == 0 { go_rx.take() } else { None },
+            };
+            tokio::spawn(subscribe(context))
         })
         .collect();
     drop(connected_tx);
@@ -261,30 +352,65 @@ async fn drive(
                 plan.subscribers
             )));
         }
-        publisher.probe(deadline).await?;
-        let rss_after_kib = server.rss_kib();
+        publisher.probe(Round::Ready, deadline).await?;
+        let connect_elapsed = connect_start.elapsed();
+        let rss_connected_kib = server.rss_kib();
         let (server_cpu0, load_cpu0) = (server.cpu_time(), server::cpu_time("self"));
-        publisher.publish();
-        let mut timed_out = false;
-        while shared.finished.load(Ordering::Acquire) < plan.subscribers {
-            if timeout_at(deadline, shared.finished_changed.notified())
-                .await
-                .is_err()
-            {
-                timed_out = true;
-                break;
+        let started = Instant::now();
+        let (mut timed_out, mut rss_end_kib, mut alive_at_end) = (false, None, None);
+        let mut cpu_end = None;
+        match plan.mode {
+            Mode::Fanout | Mode::Echo => {
+                if plan.mode == Mode::Fanout {
+                    publisher.publish();
+                } else {
+                    let _ = go_tx.send(());
+                }
+                while shared.finished.load(Ordering::Acquire) < plan.subscribers {
+                    if timeout_at(deadline, shared.finished_changed.notified())
+                        .await
+                        .is_err()
+                    {
+                        timed_out = true;
+                        break;
+                    }
+                }
+                if timed_out {
+                    shared.halt.store(true, Ordering::Release);
+                    settle(&shared).await;
+                }
+            }
+            Mode::Idle => {
+                sleep_until((started + plan.hold).min(deadline)).await;
+                rss_end_kib = server.rss_kib();
+                cpu_end = Some((
+                    server.cpu_time(),
+                    server::cpu_time("self"),
+                    started.elapsed(),
+                ));
+                // Every session still open must get this; how many did is the result, so a
+                // timeout here is not a failure of the run.
+                let end = (Instant::now() + FINAL_PROBE).min(deadline);
+                timed_out = publisher.probe(Round::Final, end).await.is_err();
+                alive_at_end = Some(shared.alive.load(Ordering::Acquire));
             }
         }
-        if timed_out {
-            shared.halt.store(true, Ordering::Release);
-            settle(&shared).await;
-        }
-        let (server_cpu1, load_cpu1) = (server.cpu_time(), server::cpu_time("self"));
+        let (server_cpu1, load_cpu1, cpu_wall) = cpu_end.unwrap_or_else(|| {
+            (
+                server.cpu_time(),
+                server::cpu_time("self"),
+                started.elapsed(),
+            )
+        });
         Ok(Readings {
-            rss_after_kib,
+            rss_connected_kib,
+            rss_end_kib,
             timed_out,
+            alive_at_end,
             server_cpu: diff(server_cpu0, server_cpu1),
             load_cpu: diff(load_cpu0, load_cpu1),
+            cpu_wall,
+            connect_elapsed,
         })
     }
     .await;
@@ -347,17 +473,26 @@ fn tally(
     let mut lost = published * (plan.subscribers - seen.len()) as u64;
     let mut closed = BTreeMap::new();
     let mut last_receipt = first;
+    let (mut heartbeats, mut heartbeats_min) = (0, u64::MAX);
     for s in seen {
         delivered += s.unique;
         lost += published.saturating_sub(s.unique);
         duplicated += s.duplicated;
         out_of_order += s.out_of_order;
         last_receipt = last_receipt.max(s.last_receipt_us);
-        // Every histogram has the same bounds, so adding cannot fail.
-        let _ = latency.add(&s.latency);
+        heartbeats += s.heartbeats;
+        heartbeats_min = heartbeats_min.min(s.heartbeats);
+        // In an echo run the latency that matters is the sender's round trip.
+        if plan.mode != Mode::Echo || s.index == 0 {
+            // Every histogram has the same bounds, so adding cannot fail.
+            let _ = latency.add(&s.latency);
+        }
         if let Some(code) = s.closed {
             *closed.entry(code).or_default() += 1;
         }
+    }
+    if seen.len() < plan.subscribers {
+        heartbeats_min = 0;
     }
     Outcome {
         target: target.name,
@@ -372,10 +507,16 @@ fn tally(
         out_of_order,
         closed,
         timed_out: readings.timed_out,
+        heartbeats_min: heartbeats_min.min(heartbeats),
+        heartbeats,
+        alive_at_end: readings.alive_at_end,
         rss_before_kib,
-        rss_after_kib: readings.rss_after_kib,
+        rss_connected_kib: readings.rss_connected_kib,
+        rss_end_kib: readings.rss_end_kib,
         server_cpu: readings.server_cpu,
         load_cpu: readings.load_cpu,
+        cpu_wall: readings.cpu_wall,
+        connect_elapsed: readings.connect_elapsed,
     }
 }
 
@@ -384,117 +525,106 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("constant histogram bounds are valid")
 }
 
-fn path(framing: Framing, index: usize) -> String {
-    match framing {
-        Framing::Raw => "/broadcast/websocket".to_owned(),
-        Framing::SockJs => format!("/broadcast/{:03}/load-{index}/websocket", index % 1000),
-    }
-}
-
-fn describe_io(error: &io::Error) -> String {
-    match error.raw_os_error() {
-        Some(24) => format!(
-            "{error}: this process ran out of file descriptors; raise the limit with `ulimit -n` \
-             (each run needs about one per subscriber, plus a few)"
-        ),
-        Some(99) => format!("{error}: out of local ports for 127.0.0.1"),
-        _ => error.to_string(),
-    }
-}
-
-async fn tcp(addr: &str) -> Result<TcpStream, String> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| describe_io(&e))?;
-    tcp.set_nodelay(true).map_err(|e| describe_io(&e))?;
-    Ok(tcp)
-}
-
 /// What one subscriber saw.
 struct Subscriber {
-    /// `seen[seq]`: whether measured message `seq` arrived.
-    seen: Vec<bool>,
+    index: usize,
+    /// Bit `seq` is set once measured message `seq` arrived.
+    seen: Vec<u64>,
     unique: u64,
     duplicated: u64,
     out_of_order: u64,
     highest: Option<u64>,
     last_receipt_us: u64,
     latency: Histogram<u64>,
+    heartbeats: u64,
     ready: bool,
-    /// Set when the connection ended during the run: its close code, 0 without one.
+    alive: bool,
+    /// Set when the session ended during the run: its close code, 0 without one.
     closed: Option<u16>,
     /// Whether it has been counted in `Shared::finished`.
     finished: bool,
+    /// Echo runs, subscriber 0: the message sent and not yet back.
+    awaiting: Option<u64>,
 }
 
 impl Subscriber {
-    fn new(messages: u64) -> Self {
+    fn new(index: usize, messages: u64) -> Self {
+        let words = usize::try_from(messages.div_ceil(64)).unwrap_or(usize::MAX);
         Subscriber {
-            seen: vec![false; usize::try_from(messages).unwrap_or(usize::MAX)],
+            index,
+            seen: vec![0; words],
             unique: 0,
             duplicated: 0,
             out_of_order: 0,
             highest: None,
             last_receipt_us: 0,
             latency: histogram(),
+            heartbeats: 0,
             ready: false,
+            alive: false,
             closed: None,
             finished: false,
+            awaiting: None,
         }
     }
 
-    /// Reads one text frame received at `now`. Returns false once the connection is closed.
-    fn frame(&mut self, text: &str, framing: Framing, shared: &Shared, now: u64) -> bool {
-        match framing {
-            Framing::Raw => self.message(text, shared, now),
-            Framing::SockJs => match text.as_bytes().first() {
-                Some(b'a') => self.messages(&text[1..], shared, now),
-                Some(b'c') => {
-                    let code = serde_json::from_str::<(u16, String)>(&text[1..])
-                        .map_or(0, |(code, _)| code);
-                    self.closed = Some(code);
-                    return false;
-                }
-                // `o` was read on connect; `h` is a heartbeat.
-                _ => {}
-            },
+    /// One event of the session, read at `now`. Returns false once the session is closed.
+    fn event(&mut self, event: Event<'_>, shared: &Shared, now: u64) -> bool {
+        match event {
+            Event::Message(text) => self.message(text, shared, now),
+            Event::Heartbeat => self.heartbeats += 1,
+            Event::Closed(code) => {
+                self.closed = Some(code);
+                return false;
+            }
         }
         true
     }
 
-    /// Reads the `[…]` of a SockJS `a[…]` frame.
-    fn messages(&mut self, array: &str, shared: &Shared, now: u64) {
-        if !sockjs_messages(array, |m| self.message(m, shared, now)) {
-            eprintln!("load: malformed SockJS frame a{array:?}");
-        }
-    }
-
     fn message(&mut self, text: &str, shared: &Shared, now: u64) {
-        if let Some(rest) = text.strip_prefix('M') {
-            let mut fields = rest.split(' ');
-            if fields.next() != Some(shared.tag.as_str()) {
-                return;
+        // Parsed by hand: at millions of messages a second, splitting and `parse` were the
+        // largest part of the load side's CPU time.
+        let Some((&kind, rest)) = text.as_bytes().split_first() else {
+            return;
+        };
+        let Some(rest) = rest.strip_prefix(shared.tag.as_bytes()) else {
+            return;
+        };
+        match kind {
+            b'M' => {
+                let fields = rest
+                    .strip_prefix(b" ")
+                    .and_then(number)
+                    .and_then(|(seq, rest)| Some((seq, number(rest.strip_prefix(b" ")?)?.0)));
+                if let Some((seq, sent)) = fields {
+                    self.measured(seq, sent, shared, now);
+                }
             }
-            let seq = fields.next().and_then(|f| f.parse::<u64>().ok());
-            let sent = fields.next().and_then(|f| f.parse::<u64>().ok());
-            if let (Some(seq), Some(sent)) = (seq, sent) {
-                self.measured(seq, sent, shared, now);
+            b'P' if !self.ready && rest.is_empty() => {
+                self.ready = true;
+                shared.ready.fetch_add(1, Ordering::AcqRel);
             }
-        } else if !self.ready && text.strip_prefix('P') == Some(shared.tag.as_str()) {
-            self.ready = true;
-            shared.ready.fetch_add(1, Ordering::AcqRel);
+            b'F' if !self.alive && rest.is_empty() => {
+                self.alive = true;
+                shared.alive.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
         }
     }
 
     fn measured(&mut self, seq: u64, sent_us: u64, shared: &Shared, now: u64) {
-        let Some(slot) = usize::try_from(seq).ok().and_then(|i| self.seen.get_mut(i)) else {
+        let Some(word) = usize::try_from(seq / 64)
+            .ok()
+            .and_then(|i| self.seen.get_mut(i))
+        else {
             return;
         };
-        if *slot {
+        let bit = 1 << (seq % 64);
+        if *word & bit != 0 {
             self.duplicated += 1;
             return;
         }
-        *slot = true;
+        *word |= bit;
         self.unique += 1;
         shared.delivered.fetch_add(1, Ordering::Relaxed);
         if self.highest.is_some_and(|h| seq < h) {
@@ -504,6 +634,9 @@ impl Subscriber {
         self.last_receipt_us = now;
         self.latency
             .saturating_record(now.saturating_sub(sent_us).max(1));
+        if self.awaiting == Some(seq) {
+            self.awaiting = None;
+        }
         if self.unique == shared.messages {
             self.finish(shared);
         }
@@ -518,96 +651,65 @@ impl Subscriber {
     }
 }
 
-/// Calls `each` with every string of a SockJS `[…]` array of strings. Returns false if it is
-/// not one.
-fn sockjs_messages(array: &str, mut each: impl FnMut(&str)) -> bool {
-    // Without a backslash there is no escape, and so no quote inside a string: `","` can only
-    // separate two of them. The publisher's messages always take this path.
-    if !array.contains('\\')
-        && let Some(inner) = array
-            .strip_prefix("[\"")
-            .and_then(|a| a.strip_suffix("\"]"))
-    {
-        inner.split("\",\"").for_each(each);
-        return true;
+/// The decimal number `bytes` starts with, and what follows it.
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
     }
-    match serde_json::from_str::<Vec<String>>(array) {
-        Ok(messages) => {
-            messages.iter().for_each(|m| each(m));
-            true
-        }
-        Err(_) => false,
+    let mut n: u64 = 0;
+    for &digit in &bytes[..digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
     }
+    Some((n, &bytes[digits..]))
 }
 
-/// Opens a subscriber's WebSocket; for SockJS, waits for the open frame.
-async fn open(addr: &str, framing: Framing, index: usize) -> Result<Connection, String> {
-    let tcp = tcp(addr).await?;
-    let mut connection = Connection::handshake(tcp, addr, &path(framing, index))
-        .await
-        .map_err(|e| describe_io(&e))?;
-    if framing == Framing::SockJs {
-        loop {
-            let mut first = None;
-            connection
-                .drain(|event| {
-                    first = Some(matches!(event, Event::Text("o")));
-                    false
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            match first {
-                Some(true) => break,
-                Some(false) => return Err("the first SockJS frame was not `o`".into()),
-                None if connection.fill().await.map_err(|e| e.to_string())? => {}
-                None => return Err("closed before the SockJS open frame".into()),
-            }
-        }
-    }
-    Ok(connection)
-}
-
-/// One subscriber: connects (at most `gate`'s permits at a time), reports, then reads until
-/// told to stop or the connection ends.
-async fn subscribe(
+/// What one subscriber task needs.
+struct Context {
     index: usize,
     addr: String,
-    framing: Framing,
+    transport: Transport,
+    size: usize,
     shared: Arc<Shared>,
+    /// Limits how many sessions open at the same time.
     gate: Arc<Semaphore>,
+    /// Told whether the session opened.
     connected: mpsc::Sender<Result<(), String>>,
-    mut stop: watch::Receiver<bool>,
-) -> Subscriber {
-    let mut me = Subscriber::new(shared.messages);
+    stop: watch::Receiver<bool>,
+    /// Echo runs, subscriber 0: fires when it is to start sending.
+    go: Option<oneshot::Receiver<()>>,
+}
+
+/// One subscriber: opens its session (at most `gate`'s permits at a time), reports, then reads
+/// until told to stop or the session ends; the echo sender also sends.
+async fn subscribe(mut context: Context) -> Subscriber {
+    let shared = context.shared.clone();
+    let mut me = Subscriber::new(context.index, shared.messages);
     let opened = {
-        let Ok(_permit) = gate.acquire().await else {
+        let Ok(_permit) = context.gate.acquire().await else {
             return me;
         };
-        open(&addr, framing, index).await
+        // Session ids may not hold the tag's `.`.
+        let run = format!("load-{}", shared.tag.replace('.', "-"));
+        Session::open(&context.addr, context.transport, &run, context.index).await
     };
-    let mut connection = match opened {
-        Ok(connection) => {
-            let _ = connected.send(Ok(())).await;
-            connection
+    let mut session = match opened {
+        Ok(session) => {
+            let _ = context.connected.send(Ok(())).await;
+            session
         }
         Err(error) => {
-            let _ = connected.send(Err(error)).await;
+            let _ = context.connected.send(Err(error)).await;
             return me;
         }
     };
-    drop(connected);
+    drop(context.connected);
+    // Echo: the next sequence number to send, once started.
+    let mut next_echo = None;
     loop {
         // Everything one read returned arrived at the same time.
         let now = shared.micros();
-        let drained = connection
-            .drain(|event| match event {
-                Event::Text(text) => me.frame(text, framing, &shared, now),
-                Event::Close(code) => {
-                    me.closed = Some(code);
-                    false
-                }
-            })
-            .await;
+        let drained = session.drain(|event| me.event(event, &shared, now)).await;
         if drained.is_err() {
             me.closed.get_or_insert(0);
         }
@@ -615,10 +717,35 @@ async fn subscribe(
             me.finish(&shared);
             break;
         }
+        if let Some(seq) = next_echo
+            && me.awaiting.is_none()
+            && seq < shared.messages
+            && !shared.halt.load(Ordering::Acquire)
+        {
+            let now = shared.micros();
+            if session
+                .send(&message_text(&shared, seq, now, context.size))
+                .await
+                .is_err()
+            {
+                me.closed.get_or_insert(0);
+                me.finish(&shared);
+                break;
+            }
+            shared.sent(seq, now);
+            me.awaiting = Some(seq);
+            next_echo = Some(seq + 1);
+            // The message may already be back; drain before waiting for more.
+            continue;
+        }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
-            filled = connection.fill() => {
+            _ = context.stop.changed() => break,
+            _ = started(&mut context.go), if context.go.is_some() => {
+                context.go = None;
+                next_echo = Some(0);
+            }
+            filled = session.fill() => {
                 if !matches!(filled, Ok(true)) {
                     me.closed.get_or_insert(0);
                 }
@@ -628,238 +755,10 @@ async fn subscribe(
     me
 }
 
-/// The publisher's thread, and the steps the run takes it through.
-struct Publisher {
-    connected: oneshot::Receiver<Result<(), String>>,
-    probe: Option<oneshot::Sender<Instant>>,
-    probed: Option<oneshot::Receiver<Result<(), String>>>,
-    publish: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// The publisher thread's ends of the steps.
-struct Steps {
-    connected: oneshot::Sender<Result<(), String>>,
-    probe: oneshot::Receiver<Instant>,
-    probed: oneshot::Sender<Result<(), String>>,
-    publish: oneshot::Receiver<()>,
-}
-
-impl Publisher {
-    /// Starts the thread; it connects at once and reports on `connected`. It ends when `stop`
-    /// is set or any step is dropped.
-    fn start(
-        addr: String,
-        framing: Framing,
-        shared: Arc<Shared>,
-        plan: &Plan,
-        mut stop: watch::Receiver<bool>,
-    ) -> Publisher {
-        let (connected_tx, connected) = oneshot::channel();
-        let (probe, probe_rx) = oneshot::channel();
-        let (probed_tx, probed) = oneshot::channel();
-        let (publish, publish_rx) = oneshot::channel();
-        let steps = Steps {
-            connected: connected_tx,
-            probe: probe_rx,
-            probed: probed_tx,
-            publish: publish_rx,
-        };
-        let (rate, size) = (plan.rate, plan.size);
-        let thread = std::thread::Builder::new()
-            .name("publisher".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = steps
-                            .connected
-                            .send(Err(format!("cannot start a runtime: {error}")));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    tokio::select! {
-                        _ = stop.wait_for(|stopped| *stopped) => {}
-                        () = publisher(&addr, framing, &shared, rate, size, steps) => {}
-                    }
-                });
-            });
-        let thread = match thread {
-            Ok(thread) => Some(thread),
-            Err(error) => {
-                eprintln!("load: cannot start the publisher thread: {error}");
-                None
-            }
-        };
-        Publisher {
-            connected,
-            probe: Some(probe),
-            probed: Some(probed),
-            publish: Some(publish),
-            thread,
-        }
-    }
-
-    /// Has the publisher send probes until every subscriber has seen one.
-    async fn probe(&mut self, deadline: Instant) -> Result<(), Failed> {
-        if let Some(probe) = self.probe.take() {
-            let _ = probe.send(deadline);
-        }
-        let Some(probed) = self.probed.take() else {
-            return Err(Failed("probed twice".into()));
-        };
-        match probed.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(Failed(error)),
-            Err(_) => Err(Failed("the publisher thread ended".into())),
-        }
-    }
-
-    /// Lets the publisher send the measured messages.
-    fn publish(&mut self) {
-        if let Some(publish) = self.publish.take() {
-            let _ = publish.send(());
-        }
-    }
-
-    /// Waits for the thread to end (the run must have set `stop` or dropped a step).
-    async fn join(mut self) {
-        self.probe = None;
-        self.publish = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio::task::spawn_blocking(move || thread.join()),
-            )
-            .await;
-        }
-    }
-}
-
-async fn publisher(
-    addr: &str,
-    framing: Framing,
-    shared: &Shared,
-    rate: u64,
-    size: usize,
-    steps: Steps,
-) {
-    let ws = match connect_publisher(addr, framing).await {
-        Ok(ws) => {
-            let _ = steps.connected.send(Ok(()));
-            ws
-        }
-        Err(error) => {
-            let _ = steps.connected.send(Err(error));
-            return;
-        }
-    };
-    // The publisher is a session like any other, so it is sent every message too: it must read
-    // them, or the server's writes to it would stall its reads of what it publishes.
-    let (mut sink, stream) = ws.split();
-    tokio::spawn(discard(stream));
-    let Ok(deadline) = steps.probe.await else {
-        return;
-    };
-    let probed = probe(&mut sink, framing, shared, deadline).await;
-    let ok = probed.is_ok();
-    if steps.probed.send(probed).is_err() || !ok || steps.publish.await.is_err() {
-        return;
-    }
-    publish(&mut sink, framing, shared, rate, size).await;
-    // Keep reading until the run stops.
-    std::future::pending::<()>().await;
-}
-
-async fn connect_publisher(addr: &str, framing: Framing) -> Result<Ws, String> {
-    let tcp = tcp(addr).await?;
-    let url = format!("ws://{addr}{}", path(framing, usize::MAX));
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    if framing == Framing::SockJs {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) if text.as_str() == "o" => {}
-            other => return Err(format!("expected the SockJS open frame, got {other:?}")),
-        }
-    }
-    Ok(ws)
-}
-
-/// Reads and discards what the server sends the publisher.
-async fn discard(mut stream: SplitStream<Ws>) {
-    while let Some(Ok(_)) = stream.next().await {}
-}
-
-fn encode(text: String, framing: Framing) -> Message {
-    match framing {
-        Framing::Raw => Message::text(text),
-        Framing::SockJs => Message::text(serde_json::Value::from(vec![text]).to_string()),
-    }
-}
-
-/// Sends probes until every subscriber has seen one.
-async fn probe(
-    sink: &mut SplitSink<Ws, Message>,
-    framing: Framing,
-    shared: &Shared,
-    deadline: Instant,
-) -> Result<(), String> {
-    let subscribers = shared.subscribers;
-    while shared.ready.load(Ordering::Acquire) < subscribers {
-        if Instant::now() >= deadline {
-            let ready = shared.ready.load(Ordering::Acquire);
-            return Err(format!(
-                "timed out: {ready} of {subscribers} subscribers saw a probe"
-            ));
-        }
-        sink.send(encode(format!("P{}", shared.tag), framing))
-            .await
-            .map_err(|e| format!("publisher: {e}"))?;
-        sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-/// Sends the measured messages, at `rate` per second or, with 0, as fast as the connection
-/// takes them.
-async fn publish(
-    sink: &mut SplitSink<Ws, Message>,
-    framing: Framing,
-    shared: &Shared,
-    rate: u64,
-    size: usize,
-) {
-    let begin = Instant::now();
-    for seq in 0..shared.messages {
-        if rate > 0 {
-            // Scheduled from the start, not from the previous send, so timer granularity does
-            // not slow the rate down: late messages go out back to back.
-            let due = begin + Duration::from_secs_f64(seq as f64 / rate as f64);
-            if due > Instant::now() {
-                sleep_until(due).await;
-            }
-        }
-        if shared.halt.load(Ordering::Acquire) {
-            return;
-        }
-        let now = shared.micros();
-        let mut text = format!("M{} {seq} {now} ", shared.tag);
-        if text.len() < size {
-            text.extend(std::iter::repeat_n('x', size - text.len()));
-        }
-        if sink.send(encode(text, framing)).await.is_err() {
-            return;
-        }
-        if seq == 0 {
-            shared.first_send_us.store(now, Ordering::Release);
-        }
-        shared.last_send_us.store(now, Ordering::Release);
-        shared.published.fetch_add(1, Ordering::AcqRel);
+/// Waits until `go` fires (or its sender is gone).
+async fn started(go: &mut Option<oneshot::Receiver<()>>) {
+    if let Some(go) = go {
+        let _ = go.await;
     }
 }
 
@@ -867,18 +766,11 @@ async fn publish(
 mod tests {
     use super::*;
 
-    fn split(array: &str) -> Option<Vec<String>> {
-        let mut out = Vec::new();
-        sockjs_messages(array, |m| out.push(m.to_owned())).then_some(out)
-    }
-
     #[test]
-    fn sockjs_arrays_with_and_without_escapes() {
-        assert_eq!(
-            split(r#"["a b","c"]"#),
-            Some(vec!["a b".to_owned(), "c".to_owned()])
-        );
-        assert_eq!(split(r#"["x\",\"y"]"#), Some(vec![r#"x","y"#.to_owned()]));
-        assert_eq!(split("nope"), None);
+    fn numbers_and_what_follows() {
+        assert_eq!(number(b"123 45"), Some((123, &b" 45"[..])));
+        assert_eq!(number(b"7"), Some((7, &b""[..])));
+        assert_eq!(number(b" 7"), None);
+        assert_eq!(number(b"99999999999999999999999"), None);
     }
 }

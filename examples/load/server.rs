@@ -13,6 +13,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+/// An environment variable naming a program (with its arguments) to run each server child
+/// under, for profiling: `TIDINGS_LOAD_SERVER_WRAPPER="valgrind --tool=massif"`.
+const SERVER_WRAPPER_ENV: &str = "TIDINGS_LOAD_SERVER_WRAPPER";
+
 /// What the child prints, followed by its port, once it listens.
 const LISTENING: &str = "listening on port ";
 
@@ -34,11 +38,59 @@ impl ServerKind {
     }
 }
 
+/// Which store the Tidings server keeps its topics and sessions in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StoreKind {
+    /// `tidings::MemoryStore`, in the server process.
+    Memory,
+    /// `tidings_redis::RedisStore`, at `--redis`.
+    Redis,
+}
+
+/// How a server child is set up; the parent passes it on the child's command line.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerOptions {
+    /// Messages the broadcast topic retains (and how far a session may lag).
+    pub(crate) retention: usize,
+    /// The Tidings heartbeat, when not the library's default.
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) store: StoreKind,
+    /// The Redis URL, for `StoreKind::Redis`.
+    pub(crate) redis: String,
+    /// The CPU to pin the child to.
+    pub(crate) cpu: Option<usize>,
+}
+
+impl ServerOptions {
+    /// The arguments that give a `--serve` child these options.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--retention".to_owned(),
+            self.retention.to_string(),
+            "--store".to_owned(),
+            match self.store {
+                StoreKind::Memory => "memory",
+                StoreKind::Redis => "redis",
+            }
+            .to_owned(),
+            "--redis".to_owned(),
+            self.redis.clone(),
+        ];
+        if let Some(heartbeat) = self.heartbeat {
+            args.extend([
+                "--heartbeat-ms".to_owned(),
+                heartbeat.as_millis().to_string(),
+            ]);
+        }
+        args
+    }
+}
+
 /// The `--serve` mode: listens on `addr`, prints the port, serves until the parent goes away.
 ///
 /// Both servers get the same runtime (Tokio's multi-thread scheduler with one worker per CPU
 /// the process may use, so one when pinned) and the same listener settings.
-pub(crate) fn serve(kind: ServerKind, addr: &str, retention: usize) -> ExitCode {
+pub(crate) fn serve(kind: ServerKind, addr: &str, options: &ServerOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,8 +103,8 @@ pub(crate) fn serve(kind: ServerKind, addr: &str, retention: usize) -> ExitCode 
     };
     let result = runtime.block_on(async move {
         let router = match kind {
-            ServerKind::Tidings => crate::app::app(retention),
-            ServerKind::Baseline => crate::baseline::router(retention),
+            ServerKind::Tidings => tidings(options).await?,
+            ServerKind::Baseline => crate::baseline::router(options.retention),
         };
         let listener = TcpListener::bind(addr).await?;
         println!("{LISTENING}{}", listener.local_addr()?.port());
@@ -79,6 +131,21 @@ pub(crate) fn serve(kind: ServerKind, addr: &str, retention: usize) -> ExitCode 
     }
 }
 
+/// The broadcast service of `examples/broadcast/app.rs` with `options`' heartbeat and store.
+async fn tidings(options: &ServerOptions) -> io::Result<axum::Router> {
+    let mut builder = crate::app::builder(options.retention);
+    if let Some(heartbeat) = options.heartbeat {
+        builder = builder.heartbeat(heartbeat);
+    }
+    if options.store == StoreKind::Redis {
+        let store = tidings_redis::RedisStore::connect(&options.redis)
+            .await
+            .map_err(|e| io::Error::other(format!("Redis at {}: {e}", options.redis)))?;
+        builder = builder.store(store);
+    }
+    Ok(crate::app::router(builder))
+}
+
 /// A running server child. Dropping it kills the child, so a run that fails, panics or times
 /// out leaves nothing behind; if the parent dies outright, the child sees its stdin close.
 pub(crate) struct ServerProcess {
@@ -92,31 +159,30 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `kind` in a child process, on CPU `pin` when given (through `taskset`, which
-    /// execs the program, so the child's pid is the server's).
+    /// Starts `kind` in a child process, on CPU `options.cpu` when given (through `taskset`,
+    /// which execs the program, so the child's pid is the server's).
     pub(crate) async fn start(
         kind: ServerKind,
-        retention: usize,
-        pin: Option<usize>,
+        options: &ServerOptions,
     ) -> io::Result<ServerProcess> {
         let exe = std::env::current_exe()?;
-        let mut command = match pin {
-            Some(cpu) => {
-                let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpu.to_string()).arg(&exe);
-                command
-            }
-            None => Command::new(&exe),
-        };
+        // A profiler that runs the server as its own process (`valgrind --tool=massif`, `perf
+        // stat`), from the environment, so the measured server is the one profiled.
+        let mut program: Vec<std::ffi::OsString> = std::env::var(SERVER_WRAPPER_ENV)
+            .map(|w| w.split_whitespace().map(Into::into).collect())
+            .unwrap_or_default();
+        if let Some(cpu) = options.cpu {
+            program.splice(
+                0..0,
+                ["taskset".into(), "-c".into(), cpu.to_string().into()],
+            );
+        }
+        program.push(exe.into_os_string());
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]);
         command
-            .args([
-                "--serve",
-                kind.arg(),
-                "--addr",
-                "127.0.0.1:0",
-                "--retention",
-            ])
-            .arg(retention.to_string())
+            .args(["--serve", kind.arg(), "--addr", "127.0.0.1:0"])
+            .args(options.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -132,7 +198,8 @@ impl ServerProcess {
             .ok_or_else(|| io::Error::other("no stdout pipe"))?;
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line)).await;
+        // Long enough for a server under valgrind.
+        let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line)).await;
         let port = match read {
             Ok(Ok(_)) => line
                 .trim()
@@ -169,9 +236,21 @@ impl ServerProcess {
         cpu_time(&self.pid.to_string())
     }
 
-    /// Kills it and waits for it to go.
+    /// Ends it: closes its stdin, so it exits by itself (and a profiler wrapping it writes its
+    /// report), and kills it if it has not gone within a few seconds.
     pub(crate) async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        drop(self._stdin.take());
+        let grace = if std::env::var_os(SERVER_WRAPPER_ENV).is_some() {
+            Duration::from_secs(120)
+        } else {
+            Duration::from_secs(3)
+        };
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
     }
 }
 
