@@ -172,10 +172,7 @@ async fn websocket(shared: Arc<Shared>, request: Request, flavor: Flavor) -> Res
     };
     let limit = shared.config.max_message_size;
     upgrade
-        // tungstenite's default 128 KiB read buffer becomes resident on every connection (its
-        // spare capacity is zero-filled on each read); 4 KiB brings an idle connection from
-        // ~137 KiB to ~9 KiB of server memory. Larger messages still arrive whole.
-        .read_buffer_size(4096)
+        .read_buffer_size(websocket::READ_BUFFER)
         // Above our own limit, so an oversized message gets our close code rather than a
         // protocol error from the WebSocket layer; far above it, the layer stops reading.
         .max_message_size(limit.saturating_mul(2).saturating_add(1024))

@@ -297,13 +297,15 @@ pub(crate) async fn ws(shared: Arc<Shared>, request: Request) -> Response {
         Ok(state) => state,
         Err(response) => return response,
     };
-    let upgrade = upgrade.read_buffer_size(4096).max_message_size(
-        shared
-            .config
-            .max_message_size
-            .saturating_mul(2)
-            .saturating_add(1024),
-    );
+    let upgrade = upgrade
+        .read_buffer_size(crate::transport::websocket::READ_BUFFER)
+        .max_message_size(
+            shared
+                .config
+                .max_message_size
+                .saturating_mul(2)
+                .saturating_add(1024),
+        );
     if state.ended {
         let closed = session::close_of(&state);
         return upgrade.on_upgrade(move |mut socket| async move {

@@ -19,6 +19,12 @@ use crate::native::frames::{Frame, Tracker};
 use crate::session::{self, Delivered, Delivery, Opened, Reader, Session};
 use crate::tidings::Shared;
 
+/// The read buffer of every WebSocket connection. tungstenite's default of 128 KiB becomes
+/// resident on every connection (its spare capacity is zero-filled on each read); clients send
+/// little, so 1 KiB is enough to read them, and larger messages still arrive whole. With 4 KiB an
+/// idle connection cost 10.2 KiB of server memory (docs/benchmarks.md).
+pub(crate) const READ_BUFFER: usize = 1024;
+
 /// Which WebSocket endpoint a connection came in on.
 #[derive(Debug)]
 pub(crate) enum Flavor {
