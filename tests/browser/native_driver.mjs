@@ -1,4 +1,5 @@
-// Drives Chromium for tests/browser_native.rs, one command at a time over stdin/stdout.
+// Drives Chromium for tests/browser_native.rs and tests/browser_cluster.rs, one command at a
+// time over stdin/stdout.
 //
 // The Rust test owns the servers, the proxy and the timing (it publishes messages and cuts
 // connections itself); this script only opens pages and answers questions about them. Each
@@ -14,6 +15,8 @@
 //                                                       fails (HTTP and WebSocket)
 //   {"cmd":"unblock","page":"p1"}
 //   {"cmd":"note","page":"p1","text":"…"}              adds a line to the page's log
+//   {"cmd":"script","page":"p1","path":"/abs/x.js"}    adds a <script> with that file's text
+//                                                       to the page (`"type":"module"` too)
 //   {"cmd":"log","page":"p1"}                           → what the page's console said, and
 //                                                       its failed requests, with times
 //   {"cmd":"quit"}
@@ -86,6 +89,9 @@ async function handle(cmd) {
     }
     case 'note':
       get(cmd.page).note(`[test] ${cmd.text}`);
+      return null;
+    case 'script':
+      await get(cmd.page).page.addScriptTag({ path: cmd.path, type: cmd.type });
       return null;
     case 'block': {
       const { page, note } = get(cmd.page);

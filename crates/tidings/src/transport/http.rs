@@ -78,8 +78,15 @@ impl Receiver {
             tokio::select! {
                 delivery = self.reader.next() => {
                     self.last_write = Instant::now();
-                    let delivery = delivery
-                        .unwrap_or_else(|error| Delivery::Close(Closed::by(error.close_code())));
+                    let delivery = match delivery {
+                        Ok(delivery) => delivery,
+                        // A native client resumes from its own position: a store that failed
+                        // for a moment ends this response (as a takeover does), not the session.
+                        Err(Error::Store(_)) if matches!(self.holding, Holding::Position(_)) => {
+                            Delivery::TakenOver
+                        }
+                        Err(error) => Delivery::Close(Closed::by(error.close_code())),
+                    };
                     return Step::Delivery(delivery);
                 }
                 () = &mut self.timer => {

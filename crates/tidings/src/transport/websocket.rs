@@ -225,6 +225,11 @@ where
                         }
                         last_write = Instant::now();
                     }
+                    // A native client resumes from its own position: a store that failed for a
+                    // moment ends this connection, not the session.
+                    Err(crate::Error::Store(_)) if matches!(flavor, Flavor::Native(_)) => {
+                        return End::Detach;
+                    }
                     Err(error) => return End::Close(Closed::by(error.close_code())),
                 }
             }
