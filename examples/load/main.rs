@@ -6,6 +6,7 @@
 //! cargo run --release --example load -- --transport all --subscribers 1000 --rate 1000 --json
 //! cargo run --release --example load -- --mode idle --transport native-sse --subscribers 10000
 //! cargo run --release --example load -- --mode echo --transport xhr-polling
+//! cargo run --release --example load -- --store redis --redis redis://127.0.0.1:6379 --nodes 3
 //! ```
 //!
 //! Each target runs in its own child process (this program, re-executed with a hidden
@@ -15,7 +16,7 @@
 //!
 //! - `fanout`: the publisher sends `--messages` at `--rate` (0: as fast as possible); for each
 //!   target, delivered messages/s, latency p50/p99/max, lost, duplicated and out-of-order
-//!   messages, the server's resident memory per session and its CPU use;
+//!   messages, the server's resident memory per session and its CPU use (summed over nodes);
 //! - `idle`: the sessions are held open for `--duration` with only heartbeats flowing; memory
 //!   per session, heartbeats received, and how many sessions still deliver at the end;
 //! - `echo`: one session sends over its own transport, each message after the last came back;
@@ -104,6 +105,11 @@ struct Args {
     /// The Redis server for `--store redis`.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
+    /// Tidings server children per run, all on the same Redis (more than one needs `--store
+    /// redis`). Subscriber `i` connects to node `i % nodes`; the publisher to node 0. The
+    /// baseline always runs one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    nodes: u16,
     /// Do not pin the server and this program to CPUs with `taskset`.
     #[arg(long)]
     no_pin: bool,
@@ -119,6 +125,9 @@ struct Args {
     /// Internal: the `--serve` child's heartbeat.
     #[arg(long, hide = true)]
     heartbeat_ms: Option<u64>,
+    /// Internal: the `--serve` child's Redis key prefix.
+    #[arg(long, hide = true)]
+    redis_prefix: Option<String>,
 }
 
 /// The transports `--transport` names.
@@ -150,6 +159,7 @@ fn main() -> ExitCode {
             heartbeat: args.heartbeat_ms.map(Duration::from_millis),
             store: args.store,
             redis: args.redis.clone(),
+            prefix: args.redis_prefix.clone(),
             cpu: None,
         };
         return server::serve(kind, &args.addr, &options);
@@ -186,6 +196,10 @@ fn measure_all(args: &Args, cpus: usize, pinned: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if args.nodes > 1 && args.store != StoreKind::Redis {
+        eprintln!("load: --nodes {} needs --store redis", args.nodes);
+        return ExitCode::FAILURE;
+    }
     let chosen = match transports(&args.transport) {
         Ok(chosen) => chosen,
         Err(error) => {
@@ -215,8 +229,11 @@ fn measure_all(args: &Args, cpus: usize, pinned: bool) -> ExitCode {
             heartbeat,
             store: args.store,
             redis: args.redis.clone(),
+            // Each run sets its own.
+            prefix: None,
             cpu: pinned.then_some(SERVER_CPU),
         },
+        nodes: usize::from(args.nodes),
     };
     let mut targets: Vec<Target> = chosen
         .into_iter()

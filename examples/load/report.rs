@@ -99,12 +99,20 @@ pub(crate) fn table(
     );
     let _ = writeln!(
         out,
-        "load {}: {} sessions, {what}, heartbeat {heartbeat}, {} store, timeout {} s; {}",
+        "load {}: {} sessions, {what}, heartbeat {heartbeat}, {} store{}, timeout {} s; {}",
         plan.mode.name(),
         plan.subscribers,
         match plan.server.store {
             StoreKind::Memory => "memory",
             StoreKind::Redis => "Redis",
+        },
+        if plan.nodes > 1 {
+            format!(
+                ", {} Tidings nodes (memory and CPU summed over them)",
+                plan.nodes
+            )
+        } else {
+            String::new()
         },
         plan.timeout.as_secs(),
         if context.pinned {
@@ -288,6 +296,7 @@ pub(crate) fn json_line(
         "hold_s": plan.hold.as_secs(),
         "heartbeat_s": plan.server.heartbeat.map(|h| h.as_secs_f64()),
         "store": match plan.server.store { StoreKind::Memory => "memory", StoreKind::Redis => "redis" },
+        "nodes": plan.nodes,
         "retention": plan.server.retention,
         "timeout_s": plan.timeout.as_secs(),
         "pinned": context.pinned,

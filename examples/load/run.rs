@@ -11,7 +11,9 @@
 //!
 //! Subscribers are tasks on this process's runtime, each reading one session of the transport
 //! under test (`transport.rs`). The publisher is a WebSocket session on a thread of its own
-//! (`publisher.rs`); in an echo run, subscriber 0 sends instead, over its own transport.
+//! (`publisher.rs`); in an echo run, subscriber 0 sends instead, over its own transport. With
+//! several nodes (`--nodes`, on Redis), subscriber `i` connects to node `i % nodes` and the
+//! publisher to node 0, so every message crosses Redis to reach the other nodes' sessions.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -26,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 
 use crate::publisher::{Framing, Publisher};
-use crate::server::{self, ServerKind, ServerOptions, ServerProcess};
+use crate::server::{self, ServerKind, ServerOptions, Servers};
 use crate::transport::{Event, Session, Transport};
 
 /// Largest latency the histograms track, in microseconds; longer ones are recorded as this.
@@ -79,6 +81,8 @@ pub(crate) struct Plan {
     pub(crate) connect_concurrency: usize,
     /// How server children are started.
     pub(crate) server: ServerOptions,
+    /// Tidings server children per run, sharing one Redis; the baseline always runs one.
+    pub(crate) nodes: usize,
 }
 
 /// What one run measured.
@@ -240,9 +244,18 @@ pub(crate) fn message_text(shared: &Shared, seq: u64, now: u64, size: usize) -> 
 
 /// Measures `target` under `plan`. `run` distinguishes this run's messages from any other's.
 pub(crate) async fn measure(target: Target, plan: &Plan, run: usize) -> Result<Outcome, Failed> {
-    let server = ServerProcess::start(target.server, &plan.server).await?;
-    let result = drive(target, plan, run, &server).await;
-    server.stop().await;
+    // The baseline's broadcast lives in its process: it cannot span nodes.
+    let nodes = match target.server {
+        ServerKind::Tidings => plan.nodes,
+        ServerKind::Baseline => 1,
+    };
+    let options = ServerOptions {
+        prefix: Some(format!("load:{}:{run}:", std::process::id())),
+        ..plan.server.clone()
+    };
+    let servers = Servers::start(target.server, &options, nodes).await?;
+    let result = drive(target, plan, run, &servers).await;
+    servers.stop().await;
     result
 }
 
@@ -262,7 +275,7 @@ async fn drive(
     target: Target,
     plan: &Plan,
     run: usize,
-    server: &ServerProcess,
+    server: &Servers,
 ) -> Result<Outcome, Failed> {
     let hold = if plan.mode == Mode::Idle {
         plan.hold + FINAL_PROBE
@@ -270,7 +283,7 @@ async fn drive(
         Duration::ZERO
     };
     let deadline = Instant::now() + plan.timeout + hold;
-    let addr = server.addr().to_string();
+    let addrs: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
     let messages = if plan.mode == Mode::Idle {
         0
     } else {
@@ -297,7 +310,7 @@ async fn drive(
         _ => Framing::Raw,
     };
     let mut publisher = Publisher::start(
-        addr.clone(),
+        addrs[0].clone(),
         framing,
         shared.clone(),
         plan.rate,
@@ -321,7 +334,7 @@ async fn drive(
         .map(|index| {
             let context = Context {
                 index,
-                addr: addr.clone(),
+                addr: addrs[index % addrs.len()].clone(),
                 transport: target.transport,
                 size: plan.size,
                 shared: shared.clone(),

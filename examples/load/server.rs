@@ -1,6 +1,6 @@
 //! The server side of a run: the hidden `--serve` mode the load program re-executes itself in,
-//! and the parent's handle on that child process (start, address, memory and CPU readings,
-//! and killing it however the parent ends).
+//! and the parent's handle on those child processes (start, addresses, memory and CPU readings,
+//! and killing them however the parent ends).
 
 use std::io;
 use std::net::SocketAddr;
@@ -57,6 +57,9 @@ pub(crate) struct ServerOptions {
     pub(crate) store: StoreKind,
     /// The Redis URL, for `StoreKind::Redis`.
     pub(crate) redis: String,
+    /// The Redis key prefix, when not the store's default. Every node of one run shares it, so
+    /// they serve one service; each run has its own, so no run sees another's topic or sessions.
+    pub(crate) prefix: Option<String>,
     /// The CPU to pin the child to.
     pub(crate) cpu: Option<usize>,
 }
@@ -76,6 +79,9 @@ impl ServerOptions {
             "--redis".to_owned(),
             self.redis.clone(),
         ];
+        if let Some(prefix) = &self.prefix {
+            args.extend(["--redis-prefix".to_owned(), prefix.clone()]);
+        }
         if let Some(heartbeat) = self.heartbeat {
             args.extend([
                 "--heartbeat-ms".to_owned(),
@@ -138,12 +144,58 @@ async fn tidings(options: &ServerOptions) -> io::Result<axum::Router> {
         builder = builder.heartbeat(heartbeat);
     }
     if options.store == StoreKind::Redis {
-        let store = tidings_redis::RedisStore::connect(&options.redis)
+        let mut redis = tidings_redis::Options::default();
+        if let Some(prefix) = &options.prefix {
+            redis = redis.prefix(prefix.clone());
+        }
+        let store = tidings_redis::RedisStore::connect_with(&options.redis, redis)
             .await
             .map_err(|e| io::Error::other(format!("Redis at {}: {e}", options.redis)))?;
         builder = builder.store(store);
     }
     Ok(crate::app::router(builder))
+}
+
+/// The server children of one run: one, or with `--nodes`, several on one Redis and one key
+/// prefix, serving one service.
+pub(crate) struct Servers {
+    nodes: Vec<ServerProcess>,
+}
+
+impl Servers {
+    /// Starts `count` children of `kind`, one after the other. If one fails, those already
+    /// started are dropped, which kills them.
+    pub(crate) async fn start(
+        kind: ServerKind,
+        options: &ServerOptions,
+        count: usize,
+    ) -> io::Result<Servers> {
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count.max(1) {
+            nodes.push(ServerProcess::start(kind, options).await?);
+        }
+        Ok(Servers { nodes })
+    }
+
+    /// Where each node listens, node 0 first.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(ServerProcess::addr).collect()
+    }
+
+    /// The nodes' resident set sizes summed, in KiB; `None` if any cannot be read.
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
+        self.nodes.iter().map(ServerProcess::rss_kib).sum()
+    }
+
+    /// CPU time the nodes have used so far, summed; `None` if any cannot be read.
+    pub(crate) fn cpu_time(&self) -> Option<Duration> {
+        self.nodes.iter().map(ServerProcess::cpu_time).sum()
+    }
+
+    /// Ends every node (see [`ServerProcess::stop`]).
+    pub(crate) async fn stop(self) {
+        futures::future::join_all(self.nodes.into_iter().map(ServerProcess::stop)).await;
+    }
 }
 
 /// A running server child. Dropping it kills the child, so a run that fails, panics or times
@@ -222,23 +274,23 @@ impl ServerProcess {
     }
 
     /// Where it listens.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Its resident set size in KiB (`VmRSS`).
-    pub(crate) fn rss_kib(&self) -> Option<u64> {
+    fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.pid)
     }
 
     /// CPU time its threads have used so far.
-    pub(crate) fn cpu_time(&self) -> Option<Duration> {
+    fn cpu_time(&self) -> Option<Duration> {
         cpu_time(&self.pid.to_string())
     }
 
     /// Ends it: closes its stdin, so it exits by itself (and a profiler wrapping it writes its
     /// report), and kills it if it has not gone within a few seconds.
-    pub(crate) async fn stop(mut self) {
+    async fn stop(mut self) {
         drop(self._stdin.take());
         let grace = if std::env::var_os(SERVER_WRAPPER_ENV).is_some() {
             Duration::from_secs(120)
