@@ -95,30 +95,40 @@ impl RedisServer {
     /// Stops the server (SIGKILL: acknowledged writes are already on disk) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            // Closing its stdin makes the wrapping shell kill the server and wait for it.
+            drop(child.stdin.take());
             let _ = child.wait();
         }
     }
 
     /// Starts the server again on the same port, with the data it had, and waits until it
     /// answers.
+    ///
+    /// The server runs under a shell that kills it once its stdin closes, which happens when
+    /// this process ends however it ends: a server of a `static` (never dropped) or of a test
+    /// that aborted does not outlive the tests.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
+        if let Err(error) = Command::new("redis-server").arg("--version").output() {
+            panic!(
+                "cannot run redis-server ({error}); install it with \
+                 `apt-get install redis-server`, or run `bash tests/run-all.sh`"
+            );
+        }
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-server "$@" & server=$!; cat >/dev/null; kill -9 $server; wait $server"#)
+            .arg("sh")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start redis-server ({error}); install it with \
-                     `apt-get install redis-server`, or run `bash tests/run-all.sh`"
-                )
-            });
+            .expect("start sh for redis-server");
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         while !self.answers() {
