@@ -40,7 +40,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
 use tidings::core::ids::Id128;
 use tidings::message::Record;
-use tidings::store::{ChannelState, Gap, Presence, ReadBatch, Retention, StoreError};
+use tidings::store::{ChannelState, Presence, ReadBatch, Retention, StoreError, read_start};
 use tidings::{ChannelId, CloseCode, Cursor, Epoch, Offset, Store, Topic};
 use tokio::sync::{mpsc, watch};
 
@@ -83,11 +83,6 @@ impl Options {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
-    }
-
-    /// The key prefix.
-    pub fn key_prefix(&self) -> &str {
-        &self.prefix
     }
 }
 
@@ -243,6 +238,11 @@ impl Redis {
         within(self.timeout, invocation.invoke_async(&mut connection)).await
     }
 
+    /// Runs a script that answers 1 for yes and 0 for no.
+    async fn flag(&self, script: &Script, args: Vec<String>) -> Result<bool, StoreError> {
+        Ok(codec::int(self.run(script, args).await?)? == 1)
+    }
+
     /// Reads a topic from Redis: the records from `from` (or from the oldest retained one, if
     /// `from` is gone or `epoch` is not the topic's), with the topic's epoch, head and first
     /// retained offset.
@@ -388,19 +388,7 @@ impl Store for RedisStore {
         let from = cursor.offset.0.saturating_add(1);
         let (epoch, last, first, records) =
             self.redis().read(topic, cursor.epoch, from, max).await?;
-        let before_first = Offset(first.0 - 1);
-        let missed = |epoch_changed| Gap {
-            from: cursor.offset.next(),
-            to: before_first,
-            epoch_changed,
-        };
-        let (after, gap) = if cursor.epoch != epoch {
-            (before_first, Some(missed(true)))
-        } else if cursor.offset < before_first {
-            (before_first, Some(missed(false)))
-        } else {
-            (cursor.offset, None)
-        };
+        let (after, gap) = read_start(cursor, epoch, first);
         let offset = records.last().map_or(after, |(offset, _)| *offset);
         let batch = ReadBatch {
             records,
@@ -479,10 +467,9 @@ impl Store for RedisStore {
 
     async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError> {
         let redis = self.redis();
-        let answer = redis
-            .run(&redis.scripts.unsubscribe, args![id, topic.as_str()])
-            .await?;
-        Ok(codec::int(answer)? == 1)
+        redis
+            .flag(&redis.scripts.unsubscribe, args![id, topic.as_str()])
+            .await
     }
 
     async fn save_cursors(
@@ -511,24 +498,21 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let redis = self.redis();
         let close = format!("{} {reason}", code.as_u16());
-        let answer = redis.run(&redis.scripts.close, args![id, close]).await?;
-        Ok(codec::int(answer)? == 1)
+        redis.flag(&redis.scripts.close, args![id, close]).await
     }
 
     async fn end_channel(&self, id: ChannelId, linger: Duration) -> Result<bool, StoreError> {
         let redis = self.redis();
-        let answer = redis
-            .run(&redis.scripts.end, args![id, millis(linger)])
-            .await?;
-        Ok(codec::int(answer)? == 1)
+        redis
+            .flag(&redis.scripts.end, args![id, millis(linger)])
+            .await
     }
 
     async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError> {
         let redis = self.redis();
-        let answer = redis
-            .run(&redis.scripts.touch, args![id, millis(ttl)])
-            .await?;
-        Ok(codec::int(answer)? == 1)
+        redis
+            .flag(&redis.scripts.touch, args![id, millis(ttl)])
+            .await
     }
 
     async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
@@ -570,13 +554,12 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let redis = self.redis();
-        let answer = redis
-            .run(
+        redis
+            .flag(
                 &redis.scripts.acquire,
                 args![id, holder.to_string(), millis(ttl).max(1)],
             )
-            .await?;
-        Ok(codec::int(answer)? == 1)
+            .await
     }
 
     async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError> {

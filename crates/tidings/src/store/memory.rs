@@ -11,7 +11,7 @@ use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{ChannelState, Gap, Presence, ReadBatch, Retention, Store, StoreError};
+use super::{ChannelState, Presence, ReadBatch, Retention, Store, StoreError, read_start};
 use crate::ChannelId;
 use crate::message::Record;
 use crate::topic::Topic;
@@ -211,19 +211,7 @@ impl Store for MemoryStore {
             .records
             .front()
             .map_or(log.last.next(), |(offset, _)| *offset);
-        let before_first = Offset(first.0 - 1);
-        let missed = |epoch_changed| Gap {
-            from: cursor.offset.next(),
-            to: before_first,
-            epoch_changed,
-        };
-        let (after, gap) = if cursor.epoch != log.epoch {
-            (before_first, Some(missed(true)))
-        } else if cursor.offset < before_first {
-            (before_first, Some(missed(false)))
-        } else {
-            (cursor.offset, None)
-        };
+        let (after, gap) = read_start(cursor, log.epoch, first);
         let skip = usize::try_from(after.0 + 1 - first.0).unwrap_or(usize::MAX);
         let records: Vec<(Offset, Record)> =
             log.records.iter().skip(skip).take(max).cloned().collect();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidings_core::ids::Id128;
-use tidings_core::{CloseCode, Cursor, Offset};
+use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::sync::watch;
 
 use crate::ChannelId;
@@ -76,6 +76,25 @@ pub struct Gap {
     pub to: Offset,
     /// The cursor was from another life of the topic; how much was missed is unknown.
     pub epoch_changed: bool,
+}
+
+/// Where a read from `cursor` starts, in a topic of `epoch` whose oldest retained record is
+/// `first` (the head's next offset when it retains none): the offset the read goes on after,
+/// and the gap the reader missed, if any. Every store reads this way; see [`ReadBatch::gap`].
+pub fn read_start(cursor: Cursor, epoch: Epoch, first: Offset) -> (Offset, Option<Gap>) {
+    let before_first = Offset(first.0 - 1);
+    let missed = |epoch_changed| Gap {
+        from: cursor.offset.next(),
+        to: before_first,
+        epoch_changed,
+    };
+    if cursor.epoch != epoch {
+        (before_first, Some(missed(true)))
+    } else if cursor.offset < before_first {
+        (before_first, Some(missed(false)))
+    } else {
+        (cursor.offset, None)
+    }
 }
 
 /// One channel's state as the store keeps it.
