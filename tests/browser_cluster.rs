@@ -26,17 +26,16 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tidings_tests::driver::{BROWSER_DIR, Browser};
 use tidings_tests::example::Running;
 use tidings_tests::http::Request;
 use tidings_tests::redis::RedisServer;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
@@ -47,8 +46,6 @@ static BROWSERS: Semaphore = Semaphore::const_new(1);
 
 /// How many nodes each cluster has.
 const NODES: usize = 3;
-/// `tests/browser`: the driver, the page script, and the node packages by default.
-const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
 
 /// How long a page has to connect, or to get a message once it was acknowledged; also how
 /// long the cluster has to print its lines.
@@ -168,99 +165,6 @@ fn address(url: &str) -> SocketAddr {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     addr.parse()
         .unwrap_or_else(|_| panic!("not an http://ADDR/ URL: {url:?}"))
-}
-
-/// `native_driver.mjs`, running Chromium; its standard error is the test's.
-struct Browser {
-    process: Child,
-    commands: ChildStdin,
-    answers: Lines<BufReader<ChildStdout>>,
-}
-
-impl Browser {
-    async fn launch() -> Browser {
-        let mut process = Command::new("node")
-            .arg(Path::new(BROWSER_DIR).join("native_driver.mjs"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("run node (is Node.js installed?): {e}"));
-        let commands = process.stdin.take().expect("piped stdin");
-        let answers = BufReader::new(process.stdout.take().expect("piped stdout")).lines();
-        Browser {
-            process,
-            commands,
-            answers,
-        }
-    }
-
-    /// Runs `command` on `page` (its `page` field is added) and returns its result; panics when
-    /// the driver fails it, or takes longer than `within` and 20 s for a busy machine.
-    async fn run(&mut self, page: &str, mut command: Value, within: Duration) -> Value {
-        command["page"] = json!(page);
-        let line = format!("{command}\n");
-        let answer = tokio::time::timeout(within + Duration::from_secs(20), async {
-            self.commands.write_all(line.as_bytes()).await.ok()?;
-            // Anything not prefixed with `@@` is the driver's chatter.
-            loop {
-                let line = self.answers.next_line().await.ok()??;
-                if let Some(answer) = line.strip_prefix("@@") {
-                    return serde_json::from_str::<Value>(answer).ok();
-                }
-            }
-        })
-        .await;
-        match answer {
-            Ok(Some(answer)) if answer["ok"] == json!(true) => answer["result"].clone(),
-            Ok(Some(answer)) => panic!("the driver failed {command}: {}", answer["error"]),
-            Ok(None) => panic!("the driver exited or garbled its answer to {command}"),
-            Err(_) => panic!("the driver ran over on {command}"),
-        }
-    }
-
-    async fn open(&mut self, page: &str, url: &str) {
-        let command = json!({"cmd": "open", "url": url});
-        self.run(page, command, Duration::from_secs(15)).await;
-    }
-
-    async fn eval(&mut self, page: &str, expr: &str) -> Value {
-        let command = json!({"cmd": "eval", "expr": expr});
-        self.run(page, command, Duration::from_secs(10)).await
-    }
-
-    /// Whether `expr` became truthy on `page` within `within`.
-    async fn wait(&mut self, page: &str, expr: &str, within: Duration) -> bool {
-        let timeout = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
-        let command = json!({"cmd": "wait", "expr": expr, "timeout": timeout});
-        self.run(page, command, within).await == json!(true)
-    }
-
-    /// Adds a line to the page's log, so the test's steps show among the page's events.
-    async fn note(&mut self, page: &str, text: &str) {
-        let command = json!({"cmd": "note", "text": text});
-        self.run(page, command, Duration::from_secs(5)).await;
-    }
-
-    /// The page's console and native requests, one line each, with times.
-    async fn log(&mut self, page: &str) -> Vec<String> {
-        let command = json!({"cmd": "log"});
-        let lines = self.run(page, command, Duration::from_secs(5)).await;
-        let lines = lines.as_array().cloned().unwrap_or_default();
-        lines
-            .iter()
-            .map(|line| line.as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    /// Closes Chromium and waits for the driver to exit.
-    async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            let _ = self.commands.write_all(b"{\"cmd\":\"quit\"}\n").await;
-            self.process.wait().await
-        })
-        .await;
-    }
 }
 
 /// One publish: `m<n>` and how `POST /publish` answered it.
@@ -578,10 +482,7 @@ async fn sockjs_echo(transport: &str) {
             "module",
         ),
     ] {
-        let command = json!({"cmd": "script", "path": path, "type": kind});
-        case.browser
-            .run(page, command, Duration::from_secs(5))
-            .await;
+        case.browser.script(page, &path, kind).await;
     }
     let loaded = case
         .browser

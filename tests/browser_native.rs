@@ -17,17 +17,14 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tidings_tests::driver::Browser;
 use tidings_tests::example::Running;
 use tidings_tests::http::Request;
 use tidings_tests::proxy::{Mode, Proxy};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::Child;
 use tokio::sync::Semaphore;
 
 /// Cases run one at a time: each has a Chromium, the chat server and the proxy busy, the
@@ -37,16 +34,10 @@ static BROWSERS: Semaphore = Semaphore::const_new(1);
 
 /// How long the chat example has to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one driver command may take beyond its own wait.
-const COMMAND_SLACK: Duration = Duration::from_secs(20);
 /// How long a page has to get a message that was published, once connected.
 const DELIVERY: Duration = Duration::from_secs(30);
 /// How long after the last expected message the page is watched for extra (repeated) ones.
 const SETTLE: Duration = Duration::from_millis(700);
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
 
 /// The chat example, running; killed when dropped.
 struct Chat {
@@ -116,151 +107,6 @@ impl Publisher {
             assert_eq!(status, 204, "send {:?}..: {text}", batch.first());
             self.sent += n;
         }
-    }
-}
-
-/// `native_driver.mjs`, running Chromium.
-struct Browser {
-    process: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Browser {
-    async fn launch() -> Browser {
-        let mut process = Command::new("node")
-            .arg(browser_dir().join("native_driver.mjs"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("run node (is Node.js installed?): {e}"));
-        let stdin = process.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(process.stdout.take().expect("piped stdout")).lines();
-        let mut err = process.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
-                if s.len() < 64 * 1024 {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        Browser {
-            process,
-            stdin,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Sends one command and returns its result; panics when the driver fails or runs over.
-    async fn call(&mut self, command: Value, within: Duration) -> Value {
-        let what = command.to_string();
-        let exchange = async {
-            let mut line = what.clone();
-            line.push('\n');
-            self.stdin.write_all(line.as_bytes()).await?;
-            self.stdin.flush().await?;
-            loop {
-                match self.stdout.next_line().await? {
-                    Some(line) => {
-                        if let Some(answer) = line.strip_prefix("@@") {
-                            return Ok::<_, std::io::Error>(Some(answer.to_owned()));
-                        }
-                    }
-                    None => return Ok(None),
-                }
-            }
-        };
-        let answer = match tokio::time::timeout(within + COMMAND_SLACK, exchange).await {
-            Ok(Ok(Some(answer))) => answer,
-            Ok(Ok(None)) => panic!("driver exited during {what}; stderr:\n{}", self.stderr()),
-            Ok(Err(e)) => panic!("driver i/o during {what}: {e}; stderr:\n{}", self.stderr()),
-            Err(_) => panic!("driver ran over on {what}; stderr:\n{}", self.stderr()),
-        };
-        let answer: Value = serde_json::from_str(&answer)
-            .unwrap_or_else(|e| panic!("driver answered {answer:?} ({e})"));
-        if answer["ok"] != json!(true) {
-            panic!(
-                "driver failed {what}: {}\nstderr:\n{}",
-                answer["error"].as_str().unwrap_or_default(),
-                self.stderr()
-            );
-        }
-        answer["result"].clone()
-    }
-
-    async fn open(&mut self, page: &str, url: &str) {
-        let command = json!({"cmd": "open", "page": page, "url": url});
-        self.call(command, Duration::from_secs(15)).await;
-    }
-
-    async fn eval(&mut self, page: &str, expr: &str) -> Value {
-        let command = json!({"cmd": "eval", "page": page, "expr": expr});
-        self.call(command, Duration::from_secs(10)).await
-    }
-
-    /// Whether `expr` became truthy on `page` within `within`.
-    async fn wait(&mut self, page: &str, expr: &str, within: Duration) -> bool {
-        let timeout = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
-        let command = json!({"cmd": "wait", "page": page, "expr": expr, "timeout": timeout});
-        self.call(command, within).await == json!(true)
-    }
-
-    /// Adds a line to the page's log, so the test's steps show among the page's events.
-    async fn note(&mut self, page: &str, text: &str) {
-        let command = json!({"cmd": "note", "page": page, "text": text});
-        self.call(command, Duration::from_secs(5)).await;
-    }
-
-    async fn block(&mut self, page: &str) {
-        let command = json!({"cmd": "block", "page": page});
-        self.call(command, Duration::from_secs(5)).await;
-    }
-
-    async fn unblock(&mut self, page: &str) {
-        let command = json!({"cmd": "unblock", "page": page});
-        self.call(command, Duration::from_secs(5)).await;
-    }
-
-    /// The page's console, errors and native requests, one line each.
-    async fn log(&mut self, page: &str) -> Vec<String> {
-        let command = json!({"cmd": "log", "page": page});
-        let log = self.call(command, Duration::from_secs(5)).await;
-        log.as_array()
-            .map(|lines| {
-                lines
-                    .iter()
-                    .map(|l| l.as_str().unwrap_or_default().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Closes Chromium and waits for the driver to exit.
-    async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            let _ = self.stdin.write_all(b"{\"cmd\":\"quit\"}\n").await;
-            let _ = self.stdin.flush().await;
-            self.process.wait().await
-        })
-        .await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! Support code for the integration tests: servers on 127.0.0.1 port 0 and clients for them.
 
+pub mod driver;
 pub mod example;
 pub mod http;
 pub mod proxy;
