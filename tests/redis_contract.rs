@@ -1,7 +1,7 @@
 //! The store contract of `tidings::store::contract`, unchanged, against a real `redis-server`.
 
-use tidings::store::contract;
 use tidings_redis::{Options, RedisStore};
+use tidings_store::contract;
 use tidings_tests::redis::RedisServer;
 
 /// A store on `server` under a prefix of its own, so checks sharing the server do not see each

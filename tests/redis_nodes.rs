@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tidings::message::Record;
+use tidings::store::Record;
 use tidings::store::{ChannelState, Retention, Store};
 use tidings::{ChannelId, Cursor, Offset, Payload, Topic};
 use tidings_redis::{Options, RedisStore};

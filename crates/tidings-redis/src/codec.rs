@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 
 use redis::Value;
-use tidings::message::{Control, Record};
-use tidings::store::{ChannelState, StoreError};
-use tidings::{ChannelId, CloseCode, Cursor, Epoch, Offset, Payload, Topic};
+use tidings_core::{CloseCode, Cursor, Epoch, Offset};
+use tidings_store::{ChannelId, Payload, Topic};
+use tidings_store::{ChannelState, StoreError};
+use tidings_store::{Control, Record};
 
 /// A record as stored.
 pub(crate) fn encode_record(record: &Record) -> Result<String, StoreError> {

@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Deserialize;
-use tidings::message::Record;
-use tidings::store::ReadBatch;
-use tidings::{Cursor, Epoch, Offset, Topic};
+use tidings_core::{Cursor, Epoch, Offset};
+use tidings_store::ReadBatch;
+use tidings_store::Record;
+use tidings_store::Topic;
 use tokio::sync::watch;
 
 use crate::codec;
@@ -306,7 +307,7 @@ impl Log {
 
 #[cfg(test)]
 mod tests {
-    use tidings::Payload;
+    use tidings_store::Payload;
 
     use super::*;
 

@@ -38,10 +38,11 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
-use tidings::core::ids::Id128;
-use tidings::message::Record;
-use tidings::store::{ChannelState, Presence, ReadBatch, Retention, StoreError, read_start};
-use tidings::{ChannelId, CloseCode, Cursor, Epoch, Offset, Store, Topic};
+use tidings_core::ids::Id128;
+use tidings_core::{CloseCode, Cursor, Epoch, Offset};
+use tidings_store::Record;
+use tidings_store::{ChannelId, Store, Topic};
+use tidings_store::{ChannelState, Presence, ReadBatch, Retention, StoreError, read_start};
 use tokio::sync::{mpsc, watch};
 
 mod codec;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use tidings_core::{CloseCode, Offset};
 
-use crate::ChannelId;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::message::Payload;
-use crate::topic::Topic;
+use crate::store::ChannelId;
+use crate::store::Payload;
+use crate::store::Topic;
 
 /// One client's logical connection, whatever transport carries it.
 ///

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use tidings_core::CloseCode;
 use tidings_core::close::InvalidCloseCode;
 
-use crate::store::StoreError;
+use crate::store::{InvalidTopic, StoreError};
 
 /// Everything that can go wrong in Tidings.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +25,8 @@ pub enum Error {
     #[error(transparent)]
     InvalidCloseCode(#[from] InvalidCloseCode),
     /// A topic name an application may not use.
-    #[error(
-        "invalid topic name {0:?}: 1 to 200 bytes, no control characters, not starting with '$'"
-    )]
-    InvalidTopic(String),
+    #[error(transparent)]
+    InvalidTopic(#[from] InvalidTopic),
     /// The channel is unknown to the store (never existed, closed, or expired).
     #[error("unknown channel")]
     UnknownChannel,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use tidings_core::{CloseCode, Offset};
 use tokio::sync::broadcast;
 
-use crate::ChannelId;
 use crate::error::Error;
-use crate::message::{Control, Payload, Record};
+use crate::store::ChannelId;
+use crate::store::Topic;
+use crate::store::{Control, Payload, Record};
 use crate::store::{Presence, Retention, Store};
-use crate::topic::Topic;
 
 /// A connect or disconnect, as seen by [`Hub::events`].
 #[derive(Clone, Debug, PartialEq, Eq)]

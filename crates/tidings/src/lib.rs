@@ -6,15 +6,11 @@ mod error;
 mod handshake;
 mod http_util;
 mod hub;
-mod id;
-pub mod message;
 mod native;
 mod router;
 mod session;
 mod sockjs;
-pub mod store;
 mod tidings;
-mod topic;
 mod transport;
 
 pub use channel::{Channel, Closed};
@@ -22,9 +18,10 @@ pub use config::{Builder, Config};
 pub use error::Error;
 pub use handshake::{Handshake, Identity, Rejection};
 pub use hub::{Event, Hub};
-pub use id::ChannelId;
-pub use message::Payload;
-pub use store::{MemoryStore, Presence, Retention, Store};
 pub use tidings::Tidings;
 pub use tidings_core::{self as core, CloseCode, Cursor, Epoch, Offset};
-pub use topic::Topic;
+/// The store interface, records and the in-memory store: the `tidings-store` crate, which store
+/// implementations depend on instead of this one.
+pub use tidings_store::{
+    self as store, ChannelId, MemoryStore, Payload, Presence, Retention, Store, Topic,
+};

@@ -14,15 +14,15 @@ use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Offset};
 use tokio::sync::watch;
 
-use crate::ChannelId;
 use crate::channel::{Channel, Closed};
 use crate::error::Error;
 use crate::handshake::Identity;
 use crate::hub::Event;
-use crate::message::{Control, Payload, Record};
+use crate::store::ChannelId;
+use crate::store::Topic;
 use crate::store::{ChannelState, Store, StoreError};
+use crate::store::{Control, Payload, Record};
 use crate::tidings::Shared;
-use crate::topic::Topic;
 
 /// Most records read from one topic per store call; a busy topic is drained over several reads.
 const READ_BATCH: usize = 256;
@@ -458,6 +458,8 @@ impl Reader {
                 let code = CloseCode::from_stored(code).unwrap_or(CloseCode::NORMAL);
                 self.closing = Some(Closed::new(code, reason));
             }
+            // A control of a later version, written by a newer node sharing the store.
+            _ => {}
         }
         Ok(())
     }

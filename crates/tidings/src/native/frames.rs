@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use tidings_core::escape::push_json_string;
 use tidings_core::{Cursor, Position, TopicRef};
 
-use crate::ChannelId;
 use crate::channel::Closed;
-use crate::message::Payload;
-use crate::topic::Topic;
+use crate::store::ChannelId;
+use crate::store::Payload;
+use crate::store::Topic;
 
 /// One frame of the native protocol.
 #[derive(Debug)]

@@ -21,11 +21,11 @@ use crate::channel::Closed;
 use crate::error::Error;
 use crate::handshake::Handshake;
 use crate::http_util::{method_not_allowed, request_origin, send_body_limit};
-use crate::id::random_id;
 use crate::router::admit;
 use crate::session::{self, Opened, Reader, Session};
 use crate::sockjs::cors;
 use crate::store::ChannelState;
+use crate::store::random_id;
 use crate::tidings::Shared;
 use crate::transport::websocket::{self, Flavor, Opening};
 

@@ -29,10 +29,10 @@ use super::framing::Framing;
 use super::{cache, cookie, cors};
 use crate::channel::Closed;
 use crate::handshake::Handshake;
-use crate::id::random_id;
 use crate::router::{admit, error_response};
 use crate::session::{self, Delivery, Opened, Reader, Session};
 use crate::store::ChannelState;
+use crate::store::random_id;
 use crate::tidings::Shared;
 use crate::transport::http::{Holding, Receiver, Step};
 

@@ -12,7 +12,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use crate::channel::Closed;
 use crate::error::Error;
 use crate::session::{Delivery, Reader, Session};
-use crate::topic::Topic;
+use crate::store::Topic;
 
 /// What a receiver has to write next.
 pub(crate) enum Step {

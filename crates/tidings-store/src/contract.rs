@@ -8,7 +8,7 @@
 //! ```ignore
 //! #[tokio::test]
 //! async fn redis_store_keeps_the_contract() {
-//!     tidings::store::contract::run_all(|| RedisStore::for_tests()).await;
+//!     tidings_store::contract::run_all(|| RedisStore::for_tests()).await;
 //! }
 //! ```
 //!
@@ -24,10 +24,10 @@ use std::time::Duration;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::time::Instant;
 
-use super::{ChannelState, Gap, Presence, ReadBatch, Retention, Store, StoreError};
-use crate::ChannelId;
+use crate::id::ChannelId;
 use crate::id::random_id;
 use crate::message::{Control, Payload, Record};
+use crate::store::{ChannelState, Gap, Presence, ReadBatch, Retention, Store, StoreError};
 use crate::topic::Topic;
 
 /// A time to live that passes during a check.

@@ -3,8 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ChannelId;
-use crate::error::Error;
+use crate::id::ChannelId;
 
 /// The name of a topic: an append-only, bounded log of messages with increasing offsets.
 ///
@@ -19,7 +18,7 @@ impl Topic {
 
     /// An application topic (a room). Names are 1 to 200 bytes, without control characters, and
     /// may not start with `$`.
-    pub fn new(name: &str) -> Result<Topic, Error> {
+    pub fn new(name: &str) -> Result<Topic, InvalidTopic> {
         let valid = !name.is_empty()
             && name.len() <= Topic::MAX_LEN
             && !name.starts_with('$')
@@ -27,9 +26,7 @@ impl Topic {
         if valid {
             Ok(Topic(name.into()))
         } else {
-            Err(Error::InvalidTopic(
-                name.chars().take(Topic::MAX_LEN).collect(),
-            ))
+            Err(InvalidTopic(name.chars().take(Topic::MAX_LEN).collect()))
         }
     }
 
@@ -63,6 +60,11 @@ impl Topic {
         Topic(name.into())
     }
 }
+
+/// A name [`Topic::new`] refused (cut to 200 characters).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid topic name {0:?}: 1 to 200 bytes, no control characters, not starting with '$'")]
+pub struct InvalidTopic(pub String);
 
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -19,8 +19,8 @@ impl ChannelId {
     }
 }
 
-/// 128 random bits.
-pub(crate) fn random_id() -> Id128 {
+/// 128 random bits from the operating system's CSPRNG: tokens, receiver-lock holders.
+pub fn random_id() -> Id128 {
     Id128::from_bytes(rand::random())
 }
 

@@ -11,9 +11,9 @@ use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{ChannelState, Presence, ReadBatch, Retention, Store, StoreError, read_start};
-use crate::ChannelId;
+use crate::id::ChannelId;
 use crate::message::Record;
+use crate::store::{ChannelState, Presence, ReadBatch, Retention, Store, StoreError, read_start};
 use crate::topic::Topic;
 
 /// The default store: everything in this process's memory.

@@ -1,9 +1,4 @@
-//! The session store: topics, channel state and the receiver lock.
-//!
-//! Everything a transport needs to deliver lives behind [`Store`], so a transport holds no
-//! delivery state of its own: it reads a channel's cursors, writes frames, and saves the cursors
-//! back. [`MemoryStore`] is the embedded default; a shared store (Redis) lets any node serve any
-//! request of any session.
+//! The [`Store`] trait and the records it exchanges.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,15 +8,9 @@ use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::sync::watch;
 
-use crate::ChannelId;
+use crate::id::ChannelId;
 use crate::message::Record;
 use crate::topic::Topic;
-
-mod memory;
-pub use memory::MemoryStore;
-
-#[cfg(any(test, feature = "contract"))]
-pub mod contract;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +119,7 @@ pub struct Presence {
 
 /// Storage behind every session: topics with offsets, channel state, receiver locks.
 ///
-/// Implementations must pass the contract suite in `tidings::store::contract` (enable the
+/// Implementations must pass the contract suite in [`contract`](crate::contract) (enable the
 /// `contract` feature). All methods are cancel
 /// safe in the sense that a dropped call either took effect or did not, never half.
 #[async_trait]

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use tidings_core::CloseCode;
 use tidings_core::ids::Id128;
@@ -19,10 +20,8 @@ pub struct Payload(Arc<Inner>);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Inner {
-    text: Utf8Bytes,
+    text: ByteString,
     sockjs: Encoded,
-    /// The one-message SockJS frame, ready for a WebSocket text message.
-    sockjs_ws: Utf8Bytes,
 }
 
 impl Payload {
@@ -30,42 +29,31 @@ impl Payload {
     pub fn new(text: impl Into<String>) -> Self {
         let text: String = text.into();
         let sockjs = Encoded::new(&text);
-        // The frame is built from `str` pieces, so this check cannot fail; it runs once per
-        // message, not once per recipient.
         let frame = sockjs.frame();
-        let sockjs_ws = Utf8Bytes::try_from(frame.clone()).unwrap_or_default();
         // When escaping changed nothing, the frame is `a["<text>"]`: the text is then a slice of
         // the frame, so every form of the message shares one allocation and one reference
         // count. Fan-out clones these bytes once per recipient, and a second allocation per
         // message cost a measurable share of raw WebSocket throughput (docs/benchmarks.md).
         let text = if frame.len() == text.len() + 5 {
-            Utf8Bytes::try_from(frame.slice(3..3 + text.len())).unwrap_or_default()
+            ByteString::try_from(frame.slice(3..3 + text.len())).unwrap_or_else(|_| text.into())
         } else {
-            Utf8Bytes::from(text)
+            ByteString::from(text)
         };
-        Payload(Arc::new(Inner {
-            text,
-            sockjs,
-            sockjs_ws,
-        }))
+        Payload(Arc::new(Inner { text, sockjs }))
     }
 
     /// The message text.
     pub fn text(&self) -> &str {
-        self.0.text.as_str()
-    }
-
-    /// The text, shared, for a raw WebSocket text message.
-    pub(crate) fn ws_text(&self) -> &Utf8Bytes {
         &self.0.text
     }
 
-    /// `a["…"]` carrying this message alone, shared, for a SockJS WebSocket text message.
-    pub(crate) fn sockjs_ws_frame(&self) -> &Utf8Bytes {
-        &self.0.sockjs_ws
+    /// The text as shared bytes (always UTF-8), for frames that carry it verbatim.
+    pub fn text_bytes(&self) -> &Bytes {
+        self.0.text.as_bytes()
     }
 
-    /// The SockJS encoding of the message.
+    /// The SockJS encoding of the message: its escaped JSON string, shared by every frame that
+    /// carries it as JSON (SockJS `a[…]`, the native protocol's frames).
     pub fn sockjs(&self) -> &Encoded {
         &self.0.sockjs
     }
@@ -97,9 +85,9 @@ mod tests {
         ] {
             let payload = Payload::new(text);
             assert_eq!(payload.text(), text);
-            assert_eq!(payload.ws_text().as_str(), text);
+            assert_eq!(&payload.text_bytes()[..], text.as_bytes());
             let decoded: Vec<String> =
-                serde_json::from_str(&payload.sockjs_ws_frame().as_str()[1..]).unwrap();
+                serde_json::from_slice(&payload.sockjs().frame()[1..]).unwrap();
             assert_eq!(decoded, [text]);
         }
     }
@@ -173,25 +161,29 @@ pub enum Control {
 }
 
 impl Control {
-    pub(crate) fn subscribe(topic: &Topic) -> Self {
+    /// Follow `topic`.
+    pub fn subscribe(topic: &Topic) -> Self {
         Control::Subscribe {
             topic: topic.as_str().to_owned(),
         }
     }
 
-    pub(crate) fn unsubscribe(topic: &Topic) -> Self {
+    /// Stop following `topic`.
+    pub fn unsubscribe(topic: &Topic) -> Self {
         Control::Unsubscribe {
             topic: topic.as_str().to_owned(),
         }
     }
 
-    pub(crate) fn takeover(holder: Id128) -> Self {
+    /// `holder` takes the channel over.
+    pub fn takeover(holder: Id128) -> Self {
         Control::Takeover {
             holder: holder.to_string(),
         }
     }
 
-    pub(crate) fn close(code: CloseCode, reason: &str) -> Self {
+    /// Close with `code` and `reason`.
+    pub fn close(code: CloseCode, reason: &str) -> Self {
         Control::Close {
             code: code.as_u16(),
             reason: reason.to_owned(),
