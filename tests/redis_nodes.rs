@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tidings::store::Record;
-use tidings::store::{ChannelState, Retention, Store};
+use tidings::store::{Alias, ChannelState, Creation, Retention, Store};
 use tidings::{ChannelId, Cursor, Offset, Payload, Topic};
 use tidings_redis::{Options, RedisStore};
 use tidings_tests::redis::RedisServer;
@@ -35,7 +35,7 @@ fn channel(alias: Option<&str>) -> ChannelState {
         attributes: BTreeMap::new(),
         topics: BTreeMap::new(),
         closed: None,
-        alias: alias.map(str::to_owned),
+        alias: alias.map(|a| Alias::SockJs(a.to_owned())),
         ended: false,
     }
 }
@@ -93,14 +93,20 @@ async fn nodes_agree_on_an_alias_and_report_an_expiry_once() {
     let created = futures::future::join_all(
         stores
             .iter()
-            .map(|s| s.create_channel(channel(Some("session-1")), Duration::from_millis(50))),
+            .map(|s| s.create_channel(channel(Some("session-1")), Duration::from_millis(50), 1)),
     )
     .await;
-    let ids: Vec<ChannelId> = created.into_iter().map(|c| c.unwrap().id).collect();
+    let ids: Vec<ChannelId> = created
+        .into_iter()
+        .map(|c| match c.unwrap() {
+            Creation::Created(state) | Creation::Existing(state) => state.id,
+            Creation::UserFull => panic!("anonymous channels have no limit"),
+        })
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "one channel: {ids:?}");
     assert_eq!(
         stores[1]
-            .channel_by_alias("session-1")
+            .channel_by_alias(&Alias::SockJs("session-1".into()))
             .await
             .unwrap()
             .map(|s| s.id),
@@ -108,7 +114,7 @@ async fn nodes_agree_on_an_alias_and_report_an_expiry_once() {
     );
     for _ in 0..20 {
         stores[0]
-            .create_channel(channel(None), Duration::from_millis(50))
+            .create_channel(channel(None), Duration::from_millis(50), usize::MAX)
             .await
             .unwrap();
     }
@@ -232,11 +238,11 @@ async fn cost_per_session_and_per_message() {
     let before = used(&mut info).await;
     let topic = Topic::from_stored("$all");
     for n in 0..SESSIONS {
-        let mut state = channel(Some(&format!("sockjs:{n:08}")));
+        let mut state = channel(Some(&format!("{n:08}")));
         state.user = Some(format!("user-{n}"));
         state.topics.insert(topic.clone(), Cursor::default());
         store
-            .create_channel(state, Duration::from_secs(60))
+            .create_channel(state, Duration::from_secs(60), usize::MAX)
             .await
             .unwrap();
     }

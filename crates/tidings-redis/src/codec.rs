@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
-use tidings_store::{ChannelId, Payload, Topic};
+use tidings_store::{ChannelId, Creation, Payload, Topic};
 use tidings_store::{ChannelState, StoreError};
 use tidings_store::{Control, Record};
 
@@ -77,7 +77,7 @@ pub(crate) fn decode_channel(value: Value) -> Result<Option<ChannelState>, Store
         let (field, value) = (pair[0].as_str(), &pair[1]);
         match field {
             "u" => state.user = Some(value.clone()),
-            "a" => state.alias = Some(value.clone()),
+            "a" => state.alias = Some(value.parse().map_err(|_| corrupt("alias", value))?),
             "e" => state.ended = true,
             "x" => {
                 state.attributes =
@@ -102,6 +102,27 @@ pub(crate) fn decode_channel(value: Value) -> Result<Option<ChannelState>, Store
         }
     }
     Ok(Some(state))
+}
+
+/// The answer of `create.lua`: `{'created', id, hash}`, `{'existing', id, hash}` or `{'full'}`.
+pub(crate) fn decode_creation(value: Value) -> Result<Creation, StoreError> {
+    let Value::Array(mut parts) = value else {
+        return Err(corrupt("creation", &format!("{value:?}")));
+    };
+    if parts.is_empty() {
+        return Err(corrupt("creation", "empty answer"));
+    }
+    let status = text(parts.remove(0))?;
+    let mut state = || {
+        decode_channel(Value::Array(std::mem::take(&mut parts)))?
+            .ok_or_else(|| corrupt("creation", "no channel"))
+    };
+    match status.as_str() {
+        "created" => Ok(Creation::Created(state()?)),
+        "existing" => Ok(Creation::Existing(state()?)),
+        "full" => Ok(Creation::UserFull),
+        other => Err(corrupt("creation", other)),
+    }
 }
 
 /// A list of `{id, hash}` answers.
@@ -186,7 +207,7 @@ mod tests {
             Record::Message(Payload::new("c{not a control}")),
             Record::Message(Payload::new("caf\u{e9} \u{1f600} \n")),
             Record::Control(Control::Close {
-                code: 3000,
+                code: CloseCode::GO_AWAY,
                 reason: "Go away!".to_owned(),
             }),
         ] {

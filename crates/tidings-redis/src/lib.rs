@@ -41,7 +41,7 @@ use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value
 use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tidings_store::Record;
-use tidings_store::{ChannelId, Store, Topic};
+use tidings_store::{Alias, ChannelId, Creation, Store, Topic};
 use tidings_store::{ChannelState, Presence, ReadBatch, Retention, StoreError, read_start};
 use tokio::sync::{mpsc, watch};
 
@@ -414,7 +414,8 @@ impl Store for RedisStore {
         &self,
         state: ChannelState,
         ttl: Duration,
-    ) -> Result<ChannelState, StoreError> {
+        max_per_user: usize,
+    ) -> Result<Creation, StoreError> {
         let redis = self.redis();
         let attributes = serde_json::to_string(&state.attributes)
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
@@ -424,18 +425,21 @@ impl Store for RedisStore {
             topics.push(private.as_str().to_owned());
         }
         let id = state.id.to_string();
-        let alias = state.alias.clone().unwrap_or_default();
+        let alias = state
+            .alias
+            .as_ref()
+            .map(Alias::to_string)
+            .unwrap_or_default();
         let user = state.user.clone().unwrap_or_default();
         let ttl = millis(ttl);
         let epochs: Vec<String> = topics.iter().map(|_| new_epoch()).collect();
-        let mut args = args![id, alias, user, attributes, ttl];
+        let mut args = args![id, alias, user, attributes, ttl, max_per_user];
         for (topic, epoch) in topics.into_iter().zip(epochs) {
             args.push(topic);
             args.push(epoch);
         }
         let answer = redis.run(&redis.scripts.create, args).await?;
-        codec::decode_channel(answer)?
-            .ok_or_else(|| StoreError::Corrupt("create_channel returned nothing".to_owned()))
+        codec::decode_creation(answer)
     }
 
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
@@ -444,10 +448,10 @@ impl Store for RedisStore {
         codec::decode_channel(answer)
     }
 
-    async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError> {
+    async fn channel_by_alias(&self, alias: &Alias) -> Result<Option<ChannelState>, StoreError> {
         let redis = self.redis();
         let answer = redis
-            .run(&redis.scripts.channel, args![alias, "alias"])
+            .run(&redis.scripts.channel, args![alias.to_string(), "alias"])
             .await?;
         codec::decode_channel(answer)
     }

@@ -24,10 +24,13 @@ use std::time::Duration;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::time::Instant;
 
+use crate::alias::Alias;
 use crate::id::ChannelId;
 use crate::id::random_id;
 use crate::message::{Control, Payload, Record};
-use crate::store::{ChannelState, Gap, Presence, ReadBatch, Retention, Store, StoreError};
+use crate::store::{
+    ChannelState, Creation, Gap, Presence, ReadBatch, Retention, Store, StoreError,
+};
 use crate::topic::Topic;
 
 /// A time to live that passes during a check.
@@ -62,6 +65,7 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     concurrent_publishers(make()).await;
     idle_topics(make()).await;
     aliases(make()).await;
+    user_limit(make()).await;
     ending(make()).await;
 }
 
@@ -69,11 +73,11 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
 /// is not stored (the holder is returned instead), and the alias is free again once its holder
 /// is removed or expires.
 pub async fn aliases<S: Store>(store: S) {
-    let alias = unique("alias");
+    let alias = Alias::SockJs(unique("alias"));
     let first = create_aliased(&store, &alias, LONG).await;
     assert_eq!(
-        first.alias.as_deref(),
-        Some(alias.as_str()),
+        first.alias.as_ref(),
+        Some(&alias),
         "[aliases] the stored state must keep its alias"
     );
     let found = ok(store.channel_by_alias(&alias).await, "channel_by_alias");
@@ -94,7 +98,9 @@ pub async fn aliases<S: Store>(store: S) {
     );
     assert_eq!(
         ok(
-            store.channel_by_alias(&unique("other")).await,
+            store
+                .channel_by_alias(&Alias::SockJs(unique("other")))
+                .await,
             "channel_by_alias"
         ),
         None,
@@ -117,6 +123,78 @@ pub async fn aliases<S: Store>(store: S) {
         ok(store.channel_by_alias(&alias).await, "channel_by_alias"),
         None,
         "[aliases] an expired channel frees its alias"
+    );
+    let token = Alias::Native(random_id());
+    let native = create_aliased(&store, &token, LONG).await;
+    let found = ok(store.channel_by_alias(&token).await, "channel_by_alias");
+    assert_eq!(
+        found.map(|s| (s.id, s.alias)),
+        Some((native.id, Some(token))),
+        "[aliases] a native token is an alias like any other"
+    );
+}
+
+/// Checks the per-user limit of `create_channel`: a user at the limit gets no new channel, a
+/// closed channel does not count, anonymous channels are not limited, and simultaneous creations
+/// for one user store exactly as many as the limit allows.
+pub async fn user_limit<S: Store>(store: S) {
+    let user = unique("limited");
+    let create = |user: Option<String>, limit| {
+        let state = ChannelState {
+            id: ChannelId::random(),
+            user,
+            attributes: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            closed: None,
+            alias: None,
+            ended: false,
+        };
+        store.create_channel(state, LONG, limit)
+    };
+    let first = ok(create(Some(user.clone()), 2).await, "create_channel");
+    let Creation::Created(first) = first else {
+        panic!("[user_limit] a user under the limit gets a channel, got {first:?}");
+    };
+    ok(create(Some(user.clone()), 2).await, "create_channel");
+    assert_eq!(
+        ok(create(Some(user.clone()), 2).await, "create_channel"),
+        Creation::UserFull,
+        "[user_limit] a user with the most channels allowed gets no new one"
+    );
+    assert_eq!(
+        ok(store.user_channels(&user).await, "user_channels").len(),
+        2,
+        "[user_limit] a refused creation stores nothing"
+    );
+    ok(
+        store.mark_closed(first.id, CloseCode::NORMAL, "bye").await,
+        "mark_closed",
+    );
+    assert!(
+        matches!(
+            ok(create(Some(user.clone()), 2).await, "create_channel"),
+            Creation::Created(_)
+        ),
+        "[user_limit] a closed channel does not count against the limit"
+    );
+    assert!(
+        matches!(
+            ok(create(None, 0).await, "create_channel"),
+            Creation::Created(_)
+        ),
+        "[user_limit] anonymous channels are not limited"
+    );
+    let burst = unique("burst");
+    let attempts = (0..20).map(|_| create(Some(burst.clone()), 5));
+    let created = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| ok(r, "create_channel"))
+        .filter(|c| matches!(c, Creation::Created(_)))
+        .count();
+    assert_eq!(
+        created, 5,
+        "[user_limit] 20 simultaneous creations with a limit of 5 must store exactly 5"
     );
 }
 
@@ -271,10 +349,13 @@ pub async fn ordering<S: Store>(store: S) {
         "caf\u{e9} \u{2028} \"quoted\" \\ <b>&amp;</b> \u{1f600}",
     ));
     sent.push(Record::Control(Control::Subscribe {
-        topic: "room".to_owned(),
+        topic: topic("room"),
+    }));
+    sent.push(Record::Control(Control::Takeover {
+        holder: random_id(),
     }));
     sent.push(Record::Control(Control::Close {
-        code: 3001,
+        code: CloseCode::LAGGED,
         reason: "Missed messages".to_owned(),
     }));
     sent.push(message("last"));
@@ -675,7 +756,10 @@ pub async fn channel_lifecycle<S: Store>(store: S) {
         alias: None,
         ended: false,
     };
-    let created = ok(store.create_channel(state, LONG).await, "create_channel");
+    let created = created(ok(
+        store.create_channel(state, LONG, usize::MAX).await,
+        "create_channel",
+    ));
     assert_eq!(
         created.id, id,
         "[channel_lifecycle] the created channel keeps its id"
@@ -1492,21 +1576,35 @@ async fn create<S: Store>(
         alias: None,
         ended: false,
     };
-    ok(store.create_channel(state, ttl).await, "create_channel")
+    created(ok(
+        store.create_channel(state, ttl, usize::MAX).await,
+        "create_channel",
+    ))
+}
+
+/// The state a creation stored or found.
+fn created(creation: Creation) -> ChannelState {
+    match creation {
+        Creation::Created(state) | Creation::Existing(state) => state,
+        Creation::UserFull => panic!("no per-user limit was asked for, yet the user was full"),
+    }
 }
 
 /// Creates a channel with `alias`, following nothing.
-async fn create_aliased<S: Store>(store: &S, alias: &str, ttl: Duration) -> ChannelState {
+async fn create_aliased<S: Store>(store: &S, alias: &Alias, ttl: Duration) -> ChannelState {
     let state = ChannelState {
         id: ChannelId::random(),
         user: None,
         attributes: BTreeMap::new(),
         topics: BTreeMap::new(),
         closed: None,
-        alias: Some(alias.to_owned()),
+        alias: Some(alias.clone()),
         ended: false,
     };
-    ok(store.create_channel(state, ttl).await, "create_channel")
+    created(ok(
+        store.create_channel(state, ttl, usize::MAX).await,
+        "create_channel",
+    ))
 }
 
 /// A name no other run uses.
@@ -1707,15 +1805,19 @@ mod tests {
             &self,
             state: ChannelState,
             ttl: Duration,
-        ) -> Result<ChannelState, StoreError> {
-            self.inner.create_channel(state, ttl).await
+            max_per_user: usize,
+        ) -> Result<Creation, StoreError> {
+            self.inner.create_channel(state, ttl, max_per_user).await
         }
 
         async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
             self.inner.channel(id).await
         }
 
-        async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError> {
+        async fn channel_by_alias(
+            &self,
+            alias: &Alias,
+        ) -> Result<Option<ChannelState>, StoreError> {
             self.inner.channel_by_alias(alias).await
         }
 

@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alias;
 mod id;
 mod memory;
 mod message;
@@ -42,8 +43,11 @@ mod topic;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 
+pub use alias::{Alias, InvalidAlias};
 pub use id::{ChannelId, random_id};
 pub use memory::MemoryStore;
 pub use message::{Control, Payload, Record};
-pub use store::{ChannelState, Gap, Presence, ReadBatch, Retention, Store, StoreError, read_start};
+pub use store::{
+    ChannelState, Creation, Gap, Presence, ReadBatch, Retention, Store, StoreError, read_start,
+};
 pub use topic::{InvalidTopic, Topic};

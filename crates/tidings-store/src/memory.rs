@@ -11,9 +11,12 @@ use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::alias::Alias;
 use crate::id::ChannelId;
 use crate::message::Record;
-use crate::store::{ChannelState, Presence, ReadBatch, Retention, Store, StoreError, read_start};
+use crate::store::{
+    ChannelState, Creation, Presence, ReadBatch, Retention, Store, StoreError, read_start,
+};
 use crate::topic::Topic;
 
 /// The default store: everything in this process's memory.
@@ -38,7 +41,7 @@ struct Inner {
 struct Channels {
     by_id: HashMap<ChannelId, Entry>,
     by_user: HashMap<String, HashSet<ChannelId>>,
-    by_alias: HashMap<String, ChannelId>,
+    by_alias: HashMap<Alias, ChannelId>,
 }
 
 impl Channels {
@@ -53,6 +56,17 @@ impl Channels {
                 .insert(entry.state.id);
         }
         self.by_id.insert(entry.state.id, entry);
+    }
+
+    /// The ids of `user`'s channels that are not closed.
+    fn open_ids<'a>(&'a self, user: &str) -> impl Iterator<Item = ChannelId> + 'a {
+        let ids = self.by_user.get(user).into_iter().flatten();
+        ids.filter(|id| self.by_id.get(id).is_some_and(|e| e.state.closed.is_none()))
+            .copied()
+    }
+
+    fn open_of(&self, user: &str) -> usize {
+        self.open_ids(user).count()
     }
 
     fn remove(&mut self, id: &ChannelId) -> Option<Entry> {
@@ -130,7 +144,7 @@ impl MemoryStore {
     }
 
     /// The state of the channel holding `alias`.
-    fn holder_of(&self, alias: Option<&str>) -> Option<ChannelState> {
+    fn holder_of(&self, alias: Option<&Alias>) -> Option<ChannelState> {
         let channels = self.inner.channels.lock();
         let id = channels.by_alias.get(alias?)?;
         channels.by_id.get(id).map(|e| e.state.clone())
@@ -231,9 +245,10 @@ impl Store for MemoryStore {
         &self,
         mut state: ChannelState,
         ttl: Duration,
-    ) -> Result<ChannelState, StoreError> {
-        if let Some(holder) = self.holder_of(state.alias.as_deref()) {
-            return Ok(holder);
+        max_per_user: usize,
+    ) -> Result<Creation, StoreError> {
+        if let Some(holder) = self.holder_of(state.alias.as_ref()) {
+            return Ok(Creation::Existing(holder));
         }
         let private = Topic::channel(state.id);
         state.topics.entry(private).or_default();
@@ -259,13 +274,21 @@ impl Store for MemoryStore {
             let holder = holder.state.clone();
             drop(channels);
             self.drop_channel(state.id, &state);
-            return Ok(holder);
+            return Ok(Creation::Existing(holder));
+        }
+        // Counted under the same lock as the insert, so simultaneous creations cannot all pass.
+        if let Some(user) = &state.user
+            && channels.open_of(user) >= max_per_user
+        {
+            drop(channels);
+            self.drop_channel(state.id, &state);
+            return Ok(Creation::UserFull);
         }
         channels.insert(entry);
-        Ok(state)
+        Ok(Creation::Created(state))
     }
 
-    async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError> {
+    async fn channel_by_alias(&self, alias: &Alias) -> Result<Option<ChannelState>, StoreError> {
         Ok(self.holder_of(Some(alias)))
     }
 
@@ -457,20 +480,7 @@ impl Store for MemoryStore {
     }
 
     async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, StoreError> {
-        let channels = self.inner.channels.lock();
-        Ok(channels
-            .by_user
-            .get(user)
-            .into_iter()
-            .flatten()
-            .filter(|id| {
-                channels
-                    .by_id
-                    .get(id)
-                    .is_some_and(|e| e.state.closed.is_none())
-            })
-            .copied()
-            .collect())
+        Ok(self.inner.channels.lock().open_ids(user).collect())
     }
 }
 

@@ -91,6 +91,32 @@ mod tests {
             assert_eq!(decoded, [text]);
         }
     }
+
+    #[test]
+    fn controls_are_stored_as_plain_json_and_checked_when_read() {
+        let close = Control::Close {
+            code: CloseCode::GO_AWAY,
+            reason: "Go away!".into(),
+        };
+        let json = serde_json::to_string(&close).expect("encodes");
+        assert_eq!(json, r#"{"Close":{"code":3000,"reason":"Go away!"}}"#);
+        assert_eq!(
+            serde_json::from_str::<Control>(&json).expect("decodes"),
+            close
+        );
+        let holder = Id128::from_bytes([7; 16]);
+        let takeover = serde_json::to_string(&Control::Takeover { holder }).expect("encodes");
+        assert_eq!(
+            serde_json::from_str::<Control>(&takeover).expect("decodes"),
+            Control::Takeover { holder }
+        );
+        for bad in [
+            r#"{"Close":{"code":1005,"reason":""}}"#,
+            r#"{"Takeover":{"holder":"xyz"}}"#,
+        ] {
+            assert!(serde_json::from_str::<Control>(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 impl From<String> for Payload {
@@ -132,61 +158,87 @@ impl Record {
 }
 
 /// An instruction to one channel, carried on its private topic.
+///
+/// Stores keep a control as JSON (`serde`), the same text on every node: for example
+/// `{"Close":{"code":3000,"reason":"Go away!"}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StoredControl", try_from = "StoredControl")]
 #[non_exhaustive]
 pub enum Control {
-    /// Start following a topic after the given offset.
+    /// Start following a topic, from the cursor the channel's state holds for it.
     Subscribe {
-        /// The topic's name.
-        topic: String,
+        /// The topic.
+        topic: Topic,
     },
     /// Stop following a topic.
     Unsubscribe {
-        /// The topic's name.
-        topic: String,
+        /// The topic.
+        topic: Topic,
     },
     /// Close the channel.
     Close {
         /// The close code.
-        code: u16,
+        code: CloseCode,
         /// The reason sent with it.
         reason: String,
     },
     /// A new receiver (the native protocol's transport connection `holder`) took the channel
     /// over; receivers that started before it stop.
     Takeover {
-        /// The new receiver, as 32 hex digits.
-        holder: String,
+        /// The new receiver.
+        holder: Id128,
     },
 }
 
-impl Control {
-    /// Follow `topic`.
-    pub fn subscribe(topic: &Topic) -> Self {
-        Control::Subscribe {
-            topic: topic.as_str().to_owned(),
+/// A [`Control`] as stored: plain strings and numbers, read back with their checks.
+#[derive(Serialize, Deserialize)]
+enum StoredControl {
+    Subscribe { topic: String },
+    Unsubscribe { topic: String },
+    Close { code: u16, reason: String },
+    Takeover { holder: String },
+}
+
+impl From<Control> for StoredControl {
+    fn from(control: Control) -> Self {
+        match control {
+            Control::Subscribe { topic } => StoredControl::Subscribe {
+                topic: topic.as_str().to_owned(),
+            },
+            Control::Unsubscribe { topic } => StoredControl::Unsubscribe {
+                topic: topic.as_str().to_owned(),
+            },
+            Control::Close { code, reason } => StoredControl::Close {
+                code: code.as_u16(),
+                reason,
+            },
+            Control::Takeover { holder } => StoredControl::Takeover {
+                holder: holder.to_string(),
+            },
         }
     }
+}
 
-    /// Stop following `topic`.
-    pub fn unsubscribe(topic: &Topic) -> Self {
-        Control::Unsubscribe {
-            topic: topic.as_str().to_owned(),
-        }
-    }
+impl TryFrom<StoredControl> for Control {
+    type Error = String;
 
-    /// `holder` takes the channel over.
-    pub fn takeover(holder: Id128) -> Self {
-        Control::Takeover {
-            holder: holder.to_string(),
-        }
-    }
-
-    /// Close with `code` and `reason`.
-    pub fn close(code: CloseCode, reason: &str) -> Self {
-        Control::Close {
-            code: code.as_u16(),
-            reason: reason.to_owned(),
-        }
+    fn try_from(stored: StoredControl) -> Result<Self, Self::Error> {
+        Ok(match stored {
+            StoredControl::Subscribe { topic } => Control::Subscribe {
+                topic: Topic::from_stored(&topic),
+            },
+            StoredControl::Unsubscribe { topic } => Control::Unsubscribe {
+                topic: Topic::from_stored(&topic),
+            },
+            StoredControl::Close { code, reason } => Control::Close {
+                code: CloseCode::from_stored(code).map_err(|e| e.to_string())?,
+                reason,
+            },
+            StoredControl::Takeover { holder } => Control::Takeover {
+                holder: holder
+                    .parse()
+                    .map_err(|_| format!("bad holder {holder:?}"))?,
+            },
+        })
     }
 }

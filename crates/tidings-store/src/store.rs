@@ -8,6 +8,7 @@ use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tokio::sync::watch;
 
+use crate::alias::Alias;
 use crate::id::ChannelId;
 use crate::message::Record;
 use crate::topic::Topic;
@@ -100,12 +101,23 @@ pub struct ChannelState {
     /// Set once the channel is closed (or asked to close: the close may still be on its way to
     /// the client).
     pub closed: Option<(CloseCode, String)>,
-    /// A second, client-chosen name the channel is found by: the SockJS session id. At most one
+    /// A second name the channel is found by (a SockJS session id, a native token). At most one
     /// channel holds an alias at a time; it is freed when the channel is removed.
-    pub alias: Option<String>,
+    pub alias: Option<Alias>,
     /// Set once the application was told the channel ended ([`Store::end_channel`]). An ended
     /// channel lingers only so that late requests can be answered with its close.
     pub ended: bool,
+}
+
+/// What [`Store::create_channel`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Creation {
+    /// The channel was stored; its state with the cursors filled in.
+    Created(ChannelState),
+    /// Another channel holds the alias; nothing was stored. Its state.
+    Existing(ChannelState),
+    /// The user has the most open channels allowed already; nothing was stored.
+    UserFull,
 }
 
 /// How many channels, and of which users, follow a topic (or are online).
@@ -149,19 +161,25 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the state as stored (with the cursors filled in).
     ///
     /// When `state.alias` is set and another channel holds that alias already, nothing is
-    /// stored and that channel's state is returned instead: the caller sees an id other than its
-    /// own. Two requests racing to create the same SockJS session thus agree on one channel.
+    /// stored and that channel's state is returned instead ([`Creation::Existing`]). Two
+    /// requests racing to create the same SockJS session thus agree on one channel.
+    ///
+    /// Otherwise, when `state.user` already has `max_per_user` open (not closed) channels,
+    /// nothing is stored ([`Creation::UserFull`]). The count and the insert are one atomic step,
+    /// so a burst of simultaneous creations for one user cannot pass the limit together.
+    /// Anonymous channels are not counted.
     async fn create_channel(
         &self,
         state: ChannelState,
         ttl: Duration,
-    ) -> Result<ChannelState, StoreError>;
+        max_per_user: usize,
+    ) -> Result<Creation, StoreError>;
 
     /// The state of a channel, if it exists.
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError>;
 
     /// The state of the channel holding `alias`, if any.
-    async fn channel_by_alias(&self, alias: &str) -> Result<Option<ChannelState>, StoreError>;
+    async fn channel_by_alias(&self, alias: &Alias) -> Result<Option<ChannelState>, StoreError>;
 
     /// Subscribes a channel to `topic` at its current head. Returns the cursor it starts from,
     /// or `None` if the channel is unknown. Subscribing twice keeps the first cursor.

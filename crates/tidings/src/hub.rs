@@ -125,7 +125,9 @@ impl Hub {
             .ok_or(Error::UnknownChannel)?;
         self.append(
             &Topic::channel(id),
-            Record::Control(Control::subscribe(topic)),
+            Record::Control(Control::Subscribe {
+                topic: topic.clone(),
+            }),
         )
         .await?;
         Ok(())
@@ -137,7 +139,9 @@ impl Hub {
         if was {
             self.append(
                 &Topic::channel(id),
-                Record::Control(Control::unsubscribe(topic)),
+                Record::Control(Control::Unsubscribe {
+                    topic: topic.clone(),
+                }),
             )
             .await?;
         }
@@ -161,7 +165,10 @@ impl Hub {
         if self.inner.store.mark_closed(id, code, reason).await? {
             self.append(
                 &Topic::channel(id),
-                Record::Control(Control::close(code, reason)),
+                Record::Control(Control::Close {
+                    code,
+                    reason: reason.to_owned(),
+                }),
             )
             .await?;
         }

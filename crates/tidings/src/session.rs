@@ -20,7 +20,7 @@ use crate::handshake::Identity;
 use crate::hub::Event;
 use crate::store::ChannelId;
 use crate::store::Topic;
-use crate::store::{ChannelState, Store, StoreError};
+use crate::store::{Alias, ChannelState, Creation, Store, StoreError};
 use crate::store::{Control, Payload, Record};
 use crate::tidings::Shared;
 
@@ -87,11 +87,10 @@ pub(crate) enum Opened {
 pub(crate) async fn open(
     shared: &Arc<Shared>,
     identity: Identity,
-    alias: Option<String>,
+    alias: Option<Alias>,
 ) -> Result<Opened, Error> {
     let store = shared.hub.store();
     let config = &shared.config;
-    check_user_limit(shared, &identity).await?;
     let id = ChannelId::random();
     let mut topics = BTreeMap::new();
     topics.insert(Topic::broadcast(), Cursor::default());
@@ -107,10 +106,15 @@ pub(crate) async fn open(
         alias,
         ended: false,
     };
-    let state = store.create_channel(state, shared.session_ttl()).await?;
-    if state.id != id {
-        return Ok(Opened::Found(state));
-    }
+    let limit = config.max_channels_per_user;
+    let state = match store
+        .create_channel(state, shared.session_ttl(), limit)
+        .await?
+    {
+        Creation::Created(state) => state,
+        Creation::Existing(state) => return Ok(Opened::Found(state)),
+        Creation::UserFull => return Err(Error::TooManyChannels { limit }),
+    };
     let reader = Reader::new(store.clone(), &state, config.max_lag).await?;
     let channel = Channel::new(
         id,
@@ -156,7 +160,7 @@ pub(crate) async fn take_over(
         .store()
         .append(
             &private,
-            Record::Control(Control::takeover(holder)),
+            Record::Control(Control::Takeover { holder }),
             shared.config.retention,
         )
         .await?;
@@ -435,27 +439,24 @@ impl Reader {
                 // Only native readers take over, and only their channels see takeovers.
                 if let Some((mine, since)) = self.holder
                     && offset > since
-                    && holder != mine.to_string()
+                    && holder != mine
                 {
                     self.taken_over = true;
                 }
             }
             Control::Subscribe { topic } => {
-                let topic = Topic::from_stored(&topic);
                 let state = self.store.channel(self.id).await?;
                 if let Some(cursor) = state.and_then(|s| s.topics.get(&topic).copied()) {
                     self.follow(topic, cursor).await?;
                 }
             }
             Control::Unsubscribe { topic } => {
-                let topic = Topic::from_stored(&topic);
                 // The private topic (first) carries the controls; it is never dropped.
                 if let Some(i) = self.follows.iter().skip(1).position(|f| f.topic == topic) {
                     self.follows.remove(i + 1);
                 }
             }
             Control::Close { code, reason } => {
-                let code = CloseCode::from_stored(code).unwrap_or(CloseCode::NORMAL);
                 self.closing = Some(Closed::new(code, reason));
             }
             // A control of a later version, written by a newer node sharing the store.

@@ -1,15 +1,30 @@
 -- ARGV: prefix, id, alias ('' for none), user ('' for none), attributes (JSON), ttl in ms,
--- then pairs of topic and the epoch to give it if new.
--- Returns {id, hash} of the channel stored, or of the one already holding the alias.
-local id, alias, user = ARGV[2], ARGV[3], ARGV[4]
+-- the most open channels the user may have, then pairs of topic and the epoch to give it if new.
+-- Returns {'existing', id, hash} of the channel already holding the alias, {'full'} when the user
+-- has the most open channels allowed, else {'created', id, hash} of the channel stored.
+local id, alias, user, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7])
 if alias ~= '' then
   local holder = redis.call('GET', P .. 'a:' .. alias)
   if holder then
     local state = redis.call('HGETALL', P .. 'c:' .. holder)
     if #state > 0 then
-      return { holder, state }
+      return { 'existing', holder, state }
     end
   end
+end
+if user ~= '' then
+  -- Counted in the script that creates, so simultaneous creations cannot all pass.
+  local open = 0
+  for _, other in ipairs(live_members(P .. 'u:' .. user)) do
+    if redis.call('HEXISTS', P .. 'c:' .. other, 'k') == 0 then
+      open = open + 1
+    end
+  end
+  if open >= limit then
+    return { 'full' }
+  end
+end
+if alias ~= '' then
   redis.call('SET', P .. 'a:' .. alias, id)
 end
 local ck = P .. 'c:' .. id
@@ -21,11 +36,11 @@ if user ~= '' then
   redis.call('HSET', ck, 'u', user)
   redis.call('SADD', P .. 'u:' .. user, id)
 end
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local topic = ARGV[i]
   local epoch, last = topic_meta(topic, ARGV[i + 1])
   redis.call('SADD', P .. 's:' .. topic, id)
   redis.call('HSET', ck, 't:' .. topic, epoch .. ':' .. int(last))
 end
 expire_at(id, now_ms() + tonumber(ARGV[6]))
-return { id, redis.call('HGETALL', ck) }
+return { 'created', id, redis.call('HGETALL', ck) }

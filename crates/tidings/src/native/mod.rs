@@ -24,8 +24,8 @@ use crate::http_util::{method_not_allowed, request_origin, send_body_limit};
 use crate::router::admit;
 use crate::session::{self, Opened, Reader, Session};
 use crate::sockjs::cors;
-use crate::store::ChannelState;
 use crate::store::random_id;
+use crate::store::{Alias, ChannelState};
 use crate::tidings::Shared;
 use crate::transport::websocket::{self, Flavor, Opening};
 
@@ -109,11 +109,6 @@ fn json_headers(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
 }
 
-/// The store alias of the native session with `token`.
-fn alias(token: &str) -> String {
-    format!("native:{token}")
-}
-
 /// The value of query parameter `name`.
 fn query(parts: &Parts, name: &str) -> Option<String> {
     let query = parts.uri.query()?;
@@ -134,10 +129,15 @@ async fn resolve(shared: &Arc<Shared>, parts: &Parts) -> Result<ChannelState, Re
         return Err(Failure::bad_request("the token parameter is missing").into_response());
     };
     // Tokens are 32 hex digits; anything else cannot name a session.
-    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let Ok(token) = token.parse() else {
         return Err(Failure::unknown_session().into_response());
-    }
-    let state = match shared.hub.store().channel_by_alias(&alias(&token)).await {
+    };
+    let state = match shared
+        .hub
+        .store()
+        .channel_by_alias(&Alias::Native(token))
+        .await
+    {
         Ok(Some(state)) => state,
         Ok(None) => return Err(Failure::unknown_session().into_response()),
         Err(error) => return Err(Failure::from(&Error::from(error)).into_response()),
@@ -236,8 +236,8 @@ pub(crate) async fn negotiate(shared: Arc<Shared>, request: Request) -> Response
         Ok(identity) => identity,
         Err(response) => return response,
     };
-    let token = random_id().to_string();
-    let created = session::open(&shared, identity, Some(alias(&token))).await;
+    let token = random_id();
+    let created = session::open(&shared, identity, Some(Alias::Native(token))).await;
     let (session, reader) = match created {
         Ok(Opened::Created(session, reader)) => (session, reader),
         // 128 random bits do not collide.
@@ -263,7 +263,7 @@ pub(crate) async fn negotiate(shared: Arc<Shared>, request: Request) -> Response
         transports.insert(0, "websocket");
     }
     let body = Negotiated {
-        token,
+        token: token.to_string(),
         transports,
         heartbeat_ms: config.heartbeat.as_millis(),
         poll_timeout_ms: receive::poll_timeout(config).as_millis(),

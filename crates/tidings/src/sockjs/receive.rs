@@ -31,15 +31,10 @@ use crate::channel::Closed;
 use crate::handshake::Handshake;
 use crate::router::{admit, error_response};
 use crate::session::{self, Delivery, Opened, Reader, Session};
-use crate::store::ChannelState;
 use crate::store::random_id;
+use crate::store::{Alias, ChannelState};
 use crate::tidings::Shared;
 use crate::transport::http::{Holding, Receiver, Step};
-
-/// The store alias of the SockJS session `<session>`.
-pub(crate) fn alias(session: &str) -> String {
-    format!("sockjs:{session}")
-}
 
 /// Serves one receiving request for the session `key`.
 pub(crate) async fn serve(
@@ -84,7 +79,7 @@ enum Attached {
 
 async fn attach(shared: &Arc<Shared>, key: &str, parts: Parts) -> Result<Attached, Response> {
     let store = shared.hub.store();
-    let alias = alias(key);
+    let alias = Alias::SockJs(key.to_owned());
     let found = store
         .channel_by_alias(&alias)
         .await

@@ -11,12 +11,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use tidings_core::sockjs::{self, PayloadError};
 
-use super::receive::alias;
 use super::{cache, cookie, cors};
 use crate::error::Error;
 use crate::http_util::{not_found, plain, request_origin, send_body_limit};
 use crate::router::error_response;
 use crate::session::Session;
+use crate::store::Alias;
 use crate::tidings::Shared;
 
 /// Which send endpoint a request came to.
@@ -56,7 +56,12 @@ async fn deliver(
     if !shared.config.origin_allowed(request_origin(request)) {
         return plain(StatusCode::FORBIDDEN, "Origin not allowed\n");
     }
-    let state = match shared.hub.store().channel_by_alias(&alias(key)).await {
+    let state = match shared
+        .hub
+        .store()
+        .channel_by_alias(&Alias::SockJs(key.to_owned()))
+        .await
+    {
         Ok(Some(state)) => state,
         Ok(None) => return not_found(),
         Err(error) => return error_response(&error.into()),
