@@ -663,9 +663,15 @@ const PLAIN_EVENTSOURCE: &str = "(async () => {
   const { token } = await res.json();
   const source = new EventSource('/rt/native/sse?token=' + encodeURIComponent(token));
   window.source = source;
-  source.onmessage = (e) => { es.messages.push(e.data); es.ids.push(e.lastEventId); };
-  // The server's named `open` event (EventSource's own `open` is a plain Event).
-  source.addEventListener('open', (e) => { if (e instanceof MessageEvent) es.opens += 1; });
+  // Every event is one JSON frame; a batch of messages carries its position as its id.
+  source.onmessage = (e) => {
+    const frame = JSON.parse(e.data);
+    if (frame.type === 'open') es.opens += 1;
+    if (frame.type === 'messages') {
+      es.messages.push(...frame.data);
+      es.ids.push(e.lastEventId);
+    }
+  };
   source.onerror = () => { es.errors += 1; };
   return token;
 })()";

@@ -362,9 +362,12 @@ impl Client {
     /// Takes in one frame; gaps and closes fail the test.
     fn frame(&mut self, frame: &Value) {
         match frame["type"].as_str() {
-            Some("message") => {
-                self.received
-                    .push(frame["data"].as_str().expect("data").to_owned());
+            Some("messages") => {
+                let data = frame["data"].as_array().expect("data");
+                let texts = data
+                    .iter()
+                    .map(|d| d.as_str().expect("a string").to_owned());
+                self.received.extend(texts);
                 self.pos = Some(frame["pos"].as_str().expect("pos").to_owned());
             }
             Some("open" | "heartbeat" | "end") => {}
@@ -386,7 +389,8 @@ impl Client {
         (lines, node)
     }
 
-    /// Reads `stream` until the message `m<last>` has come; panics if it ends first.
+    /// Reads `stream` until the message `m<last>` has come (in a batch of its own, or the last of
+    /// one); panics if it ends first.
     async fn read_until(&mut self, stream: &mut Lines, last: usize) {
         let want = format!("m{last}");
         while self.received.last() != Some(&want) {
@@ -458,7 +462,7 @@ async fn a_native_client_carries_on_through_the_other_nodes_when_its_node_is_kil
     .await
     .expect("the stream of the killed node ends");
     assert!(
-        rest.iter().all(|f| f["type"] != "message"),
+        rest.iter().all(|f| f["type"] != "messages"),
         "nothing was published meanwhile: {rest:?}"
     );
 

@@ -85,14 +85,19 @@ async fn poll(server: &Server, token: &str, pos: Option<&str>) -> Vec<Value> {
     body.as_array().expect("array").clone()
 }
 
-/// The texts of the message frames, and the position after the last message or gap.
+/// The texts of the `messages` frames, and the position after the last batch or gap.
 fn messages(frames: &[Value]) -> (Vec<String>, Option<String>) {
     let mut texts = Vec::new();
     let mut pos = None;
     for frame in frames {
         match frame["type"].as_str() {
-            Some("message") => {
-                texts.push(frame["data"].as_str().expect("data").to_owned());
+            Some("messages") => {
+                let data = frame["data"].as_array().expect("data is an array");
+                assert!(!data.is_empty(), "a batch is never empty: {frame}");
+                texts.extend(
+                    data.iter()
+                        .map(|d| d.as_str().expect("a string").to_owned()),
+                );
                 pos = Some(frame["pos"].as_str().expect("pos").to_owned());
             }
             Some("gap") => pos = Some(frame["pos"].as_str().expect("pos").to_owned()),
@@ -186,35 +191,46 @@ async fn a_client_cut_off_mid_stream_resumes_on_another_transport_with_nothing_l
     assert_eq!(stream.header("content-type"), Some("application/x-ndjson"));
     assert_eq!(stream.header("x-accel-buffering"), Some("no"));
     publish(&tidings, 0..10).await;
-    // The client saw five, then the network went: the server may have written more.
-    let (seen, pos) = stream_messages(&mut stream, 5).await;
-    let pos_after_five = match seen.len() {
-        5 => pos,
-        _ => panic!("frames come one message per line: {seen:?}"),
-    };
+    // The client saw a batch or more, then the network went: the server may have written more.
+    let (seen, pos) = stream_messages(&mut stream, 1).await;
+    assert_eq!(
+        seen,
+        numbers(0..seen.len() as u32),
+        "in order from the first"
+    );
     drop(stream);
     publish(&tidings, 10..20).await;
-    // Back over SSE, from the position of the fifth.
-    let mut sse = Request::get(&format!(
-        "/rt/native/sse?token={token}&pos={}",
-        enc(&pos_after_five)
-    ))
-    .send(server.addr)
-    .await;
+    // Back over SSE, from the position after the last batch it saw.
+    let mut sse = Request::get(&format!("/rt/native/sse?token={token}&pos={}", enc(&pos)))
+        .send(server.addr)
+        .await;
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
-    assert_eq!(sse_messages(&mut sse, 15).await, numbers(5..20));
+    let rest = 20 - seen.len();
+    assert_eq!(
+        sse_events(&mut sse, rest).await.0,
+        numbers(seen.len() as u32..20)
+    );
 }
 
-/// The data of the next `n` message events of an SSE response (the tests' messages are
-/// single lines; events of other types carry JSON objects).
-async fn sse_messages(response: &mut tidings_tests::http::Response, n: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    while got.len() < n {
+/// Reads the events of an SSE response until `n` messages came: the messages, and the `id` of
+/// each event that had one (every event is one JSON frame).
+async fn sse_events(
+    response: &mut tidings_tests::http::Response,
+    n: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut frames = Vec::new();
+    let mut ids = Vec::new();
+    while messages(&frames).0.len() < n {
         let chunk = response.chunk_text().await;
-        let data = chunk.lines().filter_map(|l| l.strip_prefix("data: "));
-        got.extend(data.filter(|d| !d.starts_with('{')).map(str::to_owned));
+        for line in chunk.lines() {
+            if let Some(id) = line.strip_prefix("id: ") {
+                ids.push(id.to_owned());
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                frames.push(serde_json::from_str::<Value>(data).expect("a JSON frame"));
+            }
+        }
     }
-    got
+    (messages(&frames).0, ids)
 }
 
 #[tokio::test]
@@ -226,22 +242,22 @@ async fn sse_resumes_from_last_event_id() {
         .send(server.addr)
         .await;
     assert_eq!(sse.chunk_text().await, "retry: 1000\n\n");
-    assert!(sse.chunk_text().await.starts_with("event: open\n"));
-    publish(&tidings, 0..2).await;
-    let first = sse.chunk_text().await;
-    let id = first
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .expect("an id")
-        .to_owned();
-    assert!(first.ends_with("data: 0\n\n"), "{first:?}");
+    let open = sse.chunk_text().await;
+    assert!(
+        open.starts_with("id: ") && open.contains("data: {\"type\":\"open\""),
+        "{open:?}"
+    );
+    publish(&tidings, 0..1).await;
+    let (first, ids) = sse_events(&mut sse, 1).await;
+    assert_eq!(first, ["0"]);
+    let id = ids.last().expect("the batch's id: the position after it");
     drop(sse);
-    publish(&tidings, 2..4).await;
+    publish(&tidings, 1..4).await;
     let mut again = Request::get(&format!("/rt/native/sse?token={token}"))
-        .header("Last-Event-ID", &id)
+        .header("Last-Event-ID", id)
         .send(server.addr)
         .await;
-    assert_eq!(sse_messages(&mut again, 3).await, numbers(1..4));
+    assert_eq!(sse_events(&mut again, 3).await.0, numbers(1..4));
 }
 
 #[tokio::test]
@@ -256,8 +272,8 @@ async fn websocket_carries_frames_and_a_leaving_client_can_resume() {
     ws.send(Message::text("hello")).await.expect("send");
     let echoed = next_json(&mut ws).await;
     assert_eq!(
-        (echoed["type"].as_str(), echoed["data"].as_str()),
-        (Some("message"), Some("hello"))
+        (echoed["type"].as_str(), echoed["data"].clone()),
+        (Some("messages"), serde_json::json!(["hello"]))
     );
     let pos = echoed["pos"].as_str().expect("pos").to_owned();
     // A client leaving for another transport closes with a code of its own.
@@ -337,7 +353,7 @@ async fn a_new_connection_takes_the_session_over_from_the_old_one() {
     old.assert_ended().await;
     // The new one delivers.
     publish(&tidings, 0..1).await;
-    assert!(new.chunk_text().await.contains("\"data\":\"0\""));
+    assert!(new.chunk_text().await.contains("\"data\":[\"0\"]"));
 }
 
 #[tokio::test]

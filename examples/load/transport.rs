@@ -137,7 +137,8 @@ enum Wire {
 
 /// What one native frame says.
 enum NativeFrame<'a> {
-    Message {
+    /// A batch: the position after it, and its `data`, a JSON array of strings.
+    Messages {
         pos: &'a str,
         data: Text<'a>,
     },
@@ -584,15 +585,14 @@ pub(crate) fn sockjs_messages(array: &str, mut each: impl FnMut(&str)) -> bool {
 
 /// Reads one native JSON frame.
 fn native_frame(json: &str) -> NativeFrame<'_> {
-    const MESSAGE: &str = r#"{"type":"message","pos":""#;
-    // The shape every message frame has (`native/frames.rs`); positions never hold a quote,
-    // and data without a backslash has no escape to undo.
-    if let Some(rest) = json.strip_prefix(MESSAGE)
-        && let Some((pos, rest)) = rest.split_once(r#"","data":""#)
-        && let Some(data) = rest.strip_suffix("\"}")
-        && !data.contains('\\')
+    const MESSAGES: &str = r#"{"type":"messages","pos":""#;
+    // The shape every batch has (`protocol/native.rs`); positions never hold a quote, and the
+    // data array is read by `sockjs_messages`, which handles escapes.
+    if let Some(rest) = json.strip_prefix(MESSAGES)
+        && let Some((pos, rest)) = rest.split_once(r#"","data":"#)
+        && let Some(data) = rest.strip_suffix('}')
     {
-        return NativeFrame::Message {
+        return NativeFrame::Messages {
             pos,
             data: Text::Borrowed(data),
         };
@@ -610,9 +610,9 @@ fn native_frame(json: &str) -> NativeFrame<'_> {
         json.find(p).map_or("", |at| &json[at..at + p.len()])
     };
     match value["type"].as_str() {
-        Some("message") => NativeFrame::Message {
+        Some("messages") => NativeFrame::Messages {
             pos: pos(&value),
-            data: Text::Owned(value["data"].as_str().unwrap_or_default().to_owned()),
+            data: Text::Owned(value["data"].to_string()),
         },
         Some("open" | "gap") => NativeFrame::Position(pos(&value)),
         Some("heartbeat") => NativeFrame::Heartbeat,
@@ -621,7 +621,7 @@ fn native_frame(json: &str) -> NativeFrame<'_> {
     }
 }
 
-/// Acts on one native frame: keeps its position, hands on its event. Returns false once the
+/// Acts on one native frame: hands on its events, keeps its position. Returns false once the
 /// session is closed.
 fn native_event(
     frame: NativeFrame<'_>,
@@ -629,10 +629,20 @@ fn native_event(
     on_event: &mut impl FnMut(Event<'_>) -> bool,
 ) -> bool {
     match frame {
-        NativeFrame::Message { pos: p, data } => {
+        NativeFrame::Messages { pos: p, data } => {
+            let mut open = true;
+            let parsed = sockjs_messages(data.as_str(), |m| {
+                if open {
+                    open = on_event(Event::Message(m));
+                }
+            });
+            if !parsed {
+                eprintln!("load: malformed native batch {:?}", data.as_str());
+            }
+            // The batch's position, once the whole batch is handed on.
             pos.clear();
             pos.push_str(p);
-            on_event(Event::Message(data.as_str()))
+            open
         }
         NativeFrame::Position(p) => {
             pos.clear();
@@ -648,67 +658,24 @@ fn native_event(
     }
 }
 
-/// Acts on one native Server-Sent Event (its lines, without the blank line that ended it).
+/// Acts on one native Server-Sent Event (its lines, without the blank line that ended it): its
+/// data is one frame; its `id`, when it has one, the same position the frame carries.
 fn sse_event(
     event: &str,
     pos: &mut String,
     on_open: &mut impl FnMut(bool),
     on_event: &mut impl FnMut(Event<'_>) -> bool,
 ) -> bool {
-    let (mut name, mut id, mut data) = ("", None, None::<Text<'_>>);
-    for line in event.split('\n') {
-        if let Some(value) = line.strip_prefix("data:") {
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            data = Some(match data {
-                None => Text::Borrowed(value),
-                // A message with line breaks: `data:` lines joined with `\n`.
-                Some(before) => Text::Owned(format!("{}\n{value}", before.as_str())),
-            });
-        } else if let Some(value) = line.strip_prefix("id: ") {
-            id = Some(value);
-        } else if let Some(value) = line.strip_prefix("event: ") {
-            name = value;
-        }
-    }
-    on_open(name == "open");
-    match name {
-        // An event without data (the `retry:` block before `open`) is no message.
-        "" => match &data {
-            Some(data) => {
-                if let Some(id) = id {
-                    pos.clear();
-                    pos.push_str(id);
-                }
-                on_event(Event::Message(data.as_str()))
-            }
-            None => true,
-        },
-        "open" => {
-            let data = data.as_ref().map_or("", Text::as_str);
-            let open = serde_json::from_str::<serde_json::Value>(data).unwrap_or_default();
-            if let Some(p) = open["pos"].as_str() {
-                pos.clear();
-                pos.push_str(p);
-            }
-            true
-        }
-        "gap" => {
-            if let Some(id) = id {
-                pos.clear();
-                pos.push_str(id);
-            }
-            true
-        }
-        "heartbeat" => on_event(Event::Heartbeat),
-        "close" => {
-            let data = data.as_ref().map_or("", Text::as_str);
-            let close = serde_json::from_str::<serde_json::Value>(data).unwrap_or_default();
-            on_event(Event::Closed(close["code"].as_u64().unwrap_or(0) as u16));
-            false
-        }
-        // `end`.
-        _ => true,
-    }
+    // Frames are JSON, so one `data:` line holds one; the `retry:` block has none.
+    let Some(data) = event
+        .split('\n')
+        .find_map(|line| line.strip_prefix("data: "))
+    else {
+        return true;
+    };
+    let frame = native_frame(data);
+    on_open(matches!(frame, NativeFrame::Position(_)));
+    native_event(frame, pos, on_event)
 }
 
 /// The top-level `{…}` objects of a JSON array's inside, as byte slices: braces inside strings
@@ -809,23 +776,23 @@ mod tests {
         );
         assert_eq!(events, ["m:x", "h"]);
 
-        let sse = "retry: 1000\n\nevent: open\ndata: {\"transport\":\"sse\",\"pos\":\"a:1:0\"}\n\n\
-                   id: a:1:1\ndata: one\n\nid: a:1:2\ndata: two\ndata: lines\n\n\
-                   event: heartbeat\ndata:\n\nevent: gap\nid: a:1:9\ndata: {\"missed\":3}\n\n";
+        let sse = "retry: 1000\n\nid: a:1:0\ndata: {\"type\":\"open\",\"pos\":\"a:1:0\",\"transport\":\"sse\"}\n\n\
+                   id: a:1:2\ndata: {\"type\":\"messages\",\"pos\":\"a:1:2\",\"data\":[\"one\",\"two\\nlines\"]}\n\n\
+                   data: {\"type\":\"heartbeat\"}\n\nid: a:1:9\ndata: {\"type\":\"gap\",\"pos\":\"a:1:9\",\"missed\":3}\n\n";
         let (events, pos, _) = read(HttpKind::NativeSse, sse, false);
         assert_eq!(events, ["m:one", "m:two\nlines", "h"]);
         assert_eq!(pos, "a:1:9");
 
-        let lines = "{\"type\":\"open\",\"transport\":\"streaming\",\"pos\":\"a:1:0\"}\n\
-                     {\"type\":\"message\",\"pos\":\"a:1:1\",\"data\":\"x\"}\n\
-                     {\"type\":\"message\",\"pos\":\"a:1:2\",\"data\":\"q\\\"}\"}\n\
+        let lines = "{\"type\":\"open\",\"pos\":\"a:1:0\",\"transport\":\"streaming\"}\n\
+                     {\"type\":\"messages\",\"pos\":\"a:1:1\",\"data\":[\"x\"]}\n\
+                     {\"type\":\"messages\",\"pos\":\"a:1:3\",\"data\":[\"q\\\"}\",\"r\"]}\n\
                      {\"type\":\"heartbeat\"}\n{\"type\":\"end\"}\n";
         let (events, pos, _) = read(HttpKind::NativeLines, lines, false);
-        assert_eq!(events, ["m:x", "m:q\"}", "h"]);
-        assert_eq!(pos, "a:1:2");
+        assert_eq!(events, ["m:x", "m:q\"}", "m:r", "h"]);
+        assert_eq!(pos, "a:1:3");
 
-        let array = "[{\"type\":\"open\",\"transport\":\"polling\",\"pos\":\"a:1:0\"},\
-                     {\"type\":\"message\",\"pos\":\"a:1:1\",\"data\":\"{x}\"},\
+        let array = "[{\"type\":\"open\",\"pos\":\"a:1:0\",\"transport\":\"polling\"},\
+                     {\"type\":\"messages\",\"pos\":\"a:1:1\",\"data\":[\"{x}\"]},\
                      {\"type\":\"close\",\"code\":3000,\"reason\":\"}\",\"reconnect\":false}]";
         assert_eq!(
             read(HttpKind::NativeArray, array, false).0,

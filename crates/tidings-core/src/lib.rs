@@ -5,7 +5,7 @@
 //! use tidings_core::{close::CloseCode, sockjs};
 //!
 //! let msg = sockjs::Encoded::new("caf\u{e9} \u{2028}");
-//! assert_eq!(&msg.frame()[..], "a[\"caf\u{e9} \\u2028\"]".as_bytes());
+//! assert_eq!(&msg.frame()[..], "a[\"caf\u{e9} \\u2028\"]");
 //! assert_eq!(sockjs::close_frame(CloseCode::GO_AWAY, "Go away!"), r#"c[3000,"Go away!"]"#);
 //! ```
 

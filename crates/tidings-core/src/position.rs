@@ -65,6 +65,25 @@ pub enum TopicRef {
     Named(String),
 }
 
+impl TopicRef {
+    /// Appends the part of a [`Position`] entry that comes before the offset, `<ref>:<epoch>:`,
+    /// so that an encoder that keeps it can write an entry with a copy and a number.
+    pub fn push_prefix(&self, epoch: Epoch, out: &mut String) {
+        match self {
+            TopicRef::All => out.push('a'),
+            TopicRef::User => out.push('u'),
+            TopicRef::Own => out.push('c'),
+            TopicRef::Named(name) => {
+                out.push('t');
+                out.extend(form_urlencoded::byte_serialize(name.as_bytes()));
+            }
+        }
+        out.push(':');
+        out.push_str(&format!("{:x}", epoch.0));
+        out.push(':');
+    }
+}
+
 /// Where a client is in its channel's stream: a cursor for each topic the channel follows.
 ///
 /// The native protocol hands a client its position with every message; the client sends the
@@ -94,16 +113,8 @@ impl Position {
             if i > 0 {
                 out.push(',');
             }
-            match topic {
-                TopicRef::All => out.push('a'),
-                TopicRef::User => out.push('u'),
-                TopicRef::Own => out.push('c'),
-                TopicRef::Named(name) => {
-                    out.push('t');
-                    out.extend(form_urlencoded::byte_serialize(name.as_bytes()));
-                }
-            }
-            out.push_str(&format!(":{:x}:{}", cursor.epoch.0, cursor.offset.0));
+            topic.push_prefix(cursor.epoch, &mut out);
+            out.push_str(&cursor.offset.0.to_string());
         }
         out
     }

@@ -1,6 +1,6 @@
 //! SockJS frames: what the server writes (`o`, `h`, `a[…]`, `c[…]`) and what clients send.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 
 use crate::close::CloseCode;
 use crate::escape::push_json_string;
@@ -12,12 +12,12 @@ pub const HEARTBEAT: &str = "h";
 
 /// One application message encoded once for every SockJS recipient.
 ///
-/// Cloning is cheap: the fields are reference-counted bytes shared by every frame that carries
-/// the message.
+/// Cloning is cheap: the fields are reference-counted UTF-8 bytes shared by every frame that
+/// carries the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encoded {
-    json: Bytes,
-    frame: Bytes,
+    json: ByteString,
+    frame: ByteString,
 }
 
 impl Encoded {
@@ -27,40 +27,46 @@ impl Encoded {
         s.push_str("a[");
         push_json_string(&mut s, text);
         s.push(']');
-        let frame = Bytes::from(s);
-        let json = frame.slice(2..frame.len() - 1);
+        let frame = ByteString::from(s);
+        let json = frame.slice_ref(&frame[2..frame.len() - 1]);
         Encoded { json, frame }
     }
 
-    /// The message as an escaped JSON string literal, quotes included.
-    pub fn json(&self) -> &Bytes {
+    /// The message as an escaped JSON string literal, quotes included: valid JSON, and a valid
+    /// JavaScript string literal, for any frame that carries the message as JSON.
+    pub fn json(&self) -> &ByteString {
         &self.json
     }
 
     /// The message alone in a frame: `a["…"]`.
-    pub fn frame(&self) -> &Bytes {
+    pub fn frame(&self) -> &ByteString {
         &self.frame
     }
 }
 
-/// Builds one `a[…]` frame carrying `messages` in order.
-///
-/// A single message reuses its pre-built frame without copying.
-pub fn messages_frame(messages: &[&Encoded]) -> Bytes {
+/// Appends one `a[…]` frame carrying `messages` in order to `out`, from their shared encodings:
+/// nothing is escaped again.
+pub fn push_messages_frame<'a>(out: &mut String, messages: impl IntoIterator<Item = &'a Encoded>) {
+    out.push_str("a[");
+    for (i, m) in messages.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&m.json);
+    }
+    out.push(']');
+}
+
+/// One `a[…]` frame carrying `messages` in order. A single message reuses its pre-built frame
+/// without copying.
+pub fn messages_frame(messages: &[&Encoded]) -> ByteString {
     match messages {
         [one] => one.frame.clone(),
         _ => {
             let len = 2 + messages.iter().map(|m| m.json.len() + 1).sum::<usize>();
-            let mut buf = BytesMut::with_capacity(len);
-            buf.put_slice(b"a[");
-            for (i, m) in messages.iter().enumerate() {
-                if i > 0 {
-                    buf.put_u8(b',');
-                }
-                buf.put_slice(&m.json);
-            }
-            buf.put_u8(b']');
-            buf.freeze()
+            let mut out = String::with_capacity(len);
+            push_messages_frame(&mut out, messages.iter().copied());
+            ByteString::from(out)
         }
     }
 }
@@ -135,8 +141,8 @@ mod tests {
     fn frames_have_exact_bytes() {
         let a = Encoded::new("x");
         let b = Encoded::new("y\"z");
-        assert_eq!(&messages_frame(&[&a])[..], br#"a["x"]"#);
-        assert_eq!(&messages_frame(&[&a, &b])[..], br#"a["x","y\"z"]"#);
+        assert_eq!(&messages_frame(&[&a])[..], r#"a["x"]"#);
+        assert_eq!(&messages_frame(&[&a, &b])[..], r#"a["x","y\"z"]"#);
         assert_eq!(
             close_frame(CloseCode::GO_AWAY, "Go away!"),
             r#"c[3000,"Go away!"]"#
@@ -183,8 +189,8 @@ mod tests {
             let encoded: Vec<Encoded> = msgs.iter().map(|m| Encoded::new(m)).collect();
             let refs: Vec<&Encoded> = encoded.iter().collect();
             let frame = messages_frame(&refs);
-            prop_assert_eq!(frame[0], b'a');
-            let back = parse_send_body(&frame[1..]).unwrap();
+            prop_assert_eq!(frame.as_bytes()[0], b'a');
+            let back = parse_send_body(&frame.as_bytes()[1..]).unwrap();
             prop_assert_eq!(back, msgs);
         }
     }

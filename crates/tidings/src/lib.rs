@@ -1,24 +1,20 @@
 #![doc = include_str!("../README.md")]
 
-mod channel;
-mod config;
-mod error;
-mod handshake;
-mod http_util;
-mod hub;
-mod native;
-mod router;
-mod session;
-mod sockjs;
-mod tidings;
+// The layers, each importing only those listed after it (tests/layers.rs checks):
+// service → routes → transport → protocol → engine → store (tidings-store) → core.
+mod engine;
+mod protocol;
+mod routes;
+mod service;
 mod transport;
 
-pub use channel::{Channel, Closed};
-pub use config::{Builder, Config};
-pub use error::Error;
-pub use handshake::{Handshake, Identity, Rejection};
-pub use hub::{Event, Hub};
-pub use tidings::Tidings;
+pub use engine::channel::{Channel, Closed};
+pub use engine::config::Config;
+pub use engine::error::Error;
+pub use engine::hub::{Event, Hub};
+pub use engine::identity::Identity;
+pub use routes::handshake::{Handshake, Rejection};
+pub use service::{Builder, Tidings};
 pub use tidings_core::{self as core, CloseCode, Cursor, Epoch, Offset};
 /// The store interface, records and the in-memory store: the `tidings-store` crate, which store
 /// implementations depend on instead of this one.

@@ -1,23 +1,18 @@
-//! WebSocket transports: SockJS framing (`<prefix>/<server>/<session>/websocket`) and raw
-//! (`<prefix>/websocket`, one WebSocket message per application message).
+//! The WebSocket transport: one loop for every protocol. It writes the protocol's frames, one
+//! WebSocket text message each, hands what the client sends to the protocol to read, and leaves
+//! what becomes of the session to the connection's [`Attachment`].
 //!
-//! The connection loop is generic over `Sink + Stream` of axum WebSocket messages, so it can be
-//! driven in tests without a socket.
+//! The loop is generic over `Sink + Stream` of axum WebSocket messages, so it can be driven in
+//! tests without a socket.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tidings_core::CloseCode;
-use tidings_core::sockjs;
-use tokio::time::{Instant, sleep_until};
 
-use crate::channel::Closed;
-use crate::handshake::Identity;
-use crate::native::frames::{Frame, Tracker};
-use crate::session::{self, Delivered, Delivery, Opened, Reader, Session};
-use crate::tidings::Shared;
+use crate::engine::attachment::{Attachment, Step};
+use crate::engine::channel::Closed;
+use crate::engine::reader::Delivery;
+use crate::protocol::{Frame, Protocol};
 
 /// The read buffer of every WebSocket connection. tungstenite's default of 128 KiB becomes
 /// resident on every connection (its spare capacity is zero-filled on each read); clients send
@@ -25,37 +20,23 @@ use crate::tidings::Shared;
 /// idle connection cost 10.2 KiB of server memory (docs/benchmarks.md).
 pub(crate) const READ_BUFFER: usize = 1024;
 
-/// Which WebSocket endpoint a connection came in on.
-#[derive(Debug)]
-pub(crate) enum Flavor {
-    /// SockJS frames: `o`, `h`, `a[…]`, `c[…]`; client sends JSON arrays of strings.
-    SockJs,
-    /// One text message per application message, no framing; heartbeats are pings.
-    Raw,
-    /// Native protocol frames (JSON, with positions); client messages verbatim. The session
-    /// outlives the connection: it ends only by a close, and otherwise waits for the client
-    /// to resume.
-    Native(Tracker),
+/// The largest WebSocket message the layer below reads for a service whose messages may be
+/// `max_message_size` bytes: above it, so an oversized message gets our close code rather than a
+/// protocol error; far above it, the layer stops reading.
+pub(crate) fn max_frame(max_message_size: usize) -> usize {
+    max_message_size.saturating_mul(2).saturating_add(1024)
 }
 
-/// The channel a WebSocket connection serves.
-pub(crate) enum Opening {
-    /// Open a new channel for this identity when the connection starts.
-    New(Identity),
-    /// A channel already open (native resume), with its reader.
-    Attached(Session, Reader),
-}
-
-/// What ended the loop, and whether the close still has to be written.
+/// What ended the loop.
 enum End {
     /// Write this close to the client, then stop.
     Close(Closed),
-    /// The connection is already gone (or must be dropped without a close); record this.
+    /// The connection is gone, or must be dropped without a word: `Closed` says how.
     Gone(Closed),
-    /// The client sent a close frame; answer it, then record this.
+    /// The client sent a close frame; answer it.
     ClientClosed(Closed),
-    /// The connection ended but the session goes on (native): another connection took it over,
-    /// or the client may resume it.
+    /// The connection ends without a close, the session goes on (another connection took it
+    /// over, or the store failed under a resumable one).
     Detach,
 }
 
@@ -68,114 +49,56 @@ fn client_close(frame: Option<CloseFrame>) -> Closed {
     }
 }
 
-/// Serves one WebSocket connection until it ends.
-pub(crate) async fn serve<S, E>(
-    shared: Arc<Shared>,
+/// Serves one WebSocket connection of `attachment`'s channel in `protocol` until it ends.
+/// `fresh`: the channel was opened for this connection.
+pub(crate) async fn serve<S, E, P>(
     mut socket: S,
-    opening: Opening,
-    mut flavor: Flavor,
+    mut attachment: Attachment,
+    mut protocol: P,
+    fresh: bool,
 ) where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    P: Protocol,
 {
-    let (session, mut reader) = match opening {
-        Opening::Attached(session, reader) => (session, reader),
-        // Without an alias there is nothing another request could have created first.
-        Opening::New(identity) => match session::open(&shared, identity, None).await {
-            Ok(Opened::Created(session, reader)) => (session, reader),
-            Ok(Opened::Found(_)) => {
-                let _ = write_close(&mut socket, &flavor, &Closed::by(CloseCode::INTERNAL)).await;
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not open a channel");
-                let _ = write_close(&mut socket, &flavor, &Closed::by(error.close_code())).await;
-                return;
-            }
-        },
+    let mut frames = Vec::new();
+    protocol.start(&mut frames);
+    if fresh {
+        protocol.opened(&mut frames);
+    }
+    let end = match send_all(&mut socket, &mut frames).await {
+        Ok(()) => run(&mut attachment, &mut protocol, &mut socket, &mut frames).await,
+        Err(_) => End::Gone(Closed::by(CloseCode::INTERRUPTED)),
     };
-    let greeting = match &flavor {
-        Flavor::SockJs => Some(text(sockjs::OPEN)),
-        Flavor::Raw => None,
-        Flavor::Native(tracker) => Some(Message::text(
-            Frame::Open {
-                transport: "websocket",
-                pos: tracker.position(),
-            }
-            .json(),
-        )),
-    };
-    let greeted = match greeting {
-        Some(greeting) => socket.send(greeting).await.is_ok(),
-        None => true,
-    };
-    let end = if greeted {
-        run(&shared, &session, &mut reader, &mut socket, &mut flavor).await
-    } else {
-        End::Gone(Closed::by(CloseCode::INTERRUPTED))
-    };
-    let native = matches!(flavor, Flavor::Native(_));
-    let closed = match end {
+    match end {
         End::Close(closed) => {
-            let _ = write_close(&mut socket, &flavor, &closed).await;
-            closed
+            let _ = write_close(&mut socket, &mut protocol, &closed).await;
+            attachment.close(closed).await;
         }
         End::ClientClosed(closed) => {
             // Flushes the close reply the WebSocket layer queued when the client's close arrived.
             let _ = socket.close().await;
-            // A native client closes a connection it is leaving with a code of its own; only
-            // 1000 ends the session.
-            if native && closed.code != CloseCode::NORMAL {
-                return detach(&shared, &session).await;
-            }
-            closed
+            attachment.client_closed(closed).await;
         }
-        End::Gone(_) | End::Detach if native => {
+        // Dropped with the socket, without a close frame.
+        End::Gone(closed) => attachment.lost(closed).await,
+        End::Detach => {
             let _ = socket.close().await;
-            return detach(&shared, &session).await;
+            attachment.detach().await;
         }
-        End::Gone(closed) => closed,
-        End::Detach => Closed::by(CloseCode::INTERNAL),
-    };
-    // A WebSocket session is its connection: nothing can come back for it. A closed native
-    // session answers its close for `disconnect_delay`.
-    let linger = if native {
-        shared.config.disconnect_delay
-    } else {
-        Duration::ZERO
-    };
-    session.finish(&reader.cursors(), closed, linger).await;
-}
-
-/// A native connection ended without a close: the session waits for the client to resume. The
-/// cursors are not saved: what this connection wrote may never have arrived, and the client's
-/// position says what did.
-async fn detach(shared: &Shared, session: &Session) {
-    let store = shared.hub.store();
-    if let Err(error) = store
-        .touch(session.channel.id(), shared.config.resume)
-        .await
-    {
-        tracing::warn!(%error, "could not detach from a session");
     }
 }
 
-async fn run<S, E>(
-    shared: &Shared,
-    session: &Session,
-    reader: &mut Reader,
+async fn run<S, E, P>(
+    attachment: &mut Attachment,
+    protocol: &mut P,
     socket: &mut S,
-    flavor: &mut Flavor,
+    frames: &mut Vec<Frame>,
 ) -> End
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    P: Protocol,
 {
-    let heartbeat = shared.config.heartbeat;
-    let max = shared.config.max_message_size;
-    // One timer entry per connection on Tokio's shared timer wheel, re-armed lazily: writes
-    // only record the time, and the timer moves itself forward when it fires early.
-    let mut last_write = Instant::now();
-    let timer = sleep_until(last_write + heartbeat);
-    tokio::pin!(timer);
+    let max = attachment.session.engine.config.max_message_size;
     loop {
         tokio::select! {
             incoming = socket.next() => {
@@ -189,145 +112,67 @@ where
                 if text.len() > max {
                     return End::Close(Closed::by(CloseCode::TOO_BIG));
                 }
-                match flavor {
-                    Flavor::Raw | Flavor::Native(_) => session.incoming(text.as_str().to_owned()).await,
-                    Flavor::SockJs => match sockjs::parse_ws_message(&text) {
-                        Ok(messages) => {
-                            for message in messages {
-                                session.incoming(message).await;
+                match protocol.decode(&text) {
+                    Ok(messages) => {
+                        for message in messages {
+                            attachment.session.incoming(message).await;
+                        }
+                    }
+                    Err(closed) => return End::Gone(closed),
+                }
+            }
+            step = attachment.step() => {
+                match step {
+                    Step::Delivery(Delivery::Messages(messages)) => protocol.messages(&messages, frames),
+                    Step::Delivery(Delivery::Gap(missed)) => {
+                        if !protocol.gap(&missed, frames) {
+                            return End::Close(Closed::by(CloseCode::LAGGED));
+                        }
+                    }
+                    Step::Delivery(Delivery::Close(closed)) => return End::Close(closed),
+                    Step::Delivery(Delivery::TakenOver) => return End::Detach,
+                    Step::Heartbeat => {
+                        protocol.heartbeat(frames);
+                        if frames.is_empty() {
+                            // The protocol leaves keeping the connection alive to the transport.
+                            if socket.send(Message::Ping(Default::default())).await.is_err() {
+                                return End::Gone(Closed::by(CloseCode::INTERRUPTED));
                             }
                         }
-                        // sockjs-node drops the connection on a broken frame; so do we, and the
-                        // application sees why.
-                        Err(_) => return End::Gone(Closed::by(CloseCode::INVALID_PAYLOAD)),
-                    },
-                }
-            }
-            delivery = reader.next() => {
-                match delivery {
-                    Ok(Delivery::Messages(messages)) => {
-                        if write_messages(socket, flavor, &messages).await.is_err() {
-                            return End::Gone(Closed::by(CloseCode::INTERRUPTED));
-                        }
-                        last_write = Instant::now();
                     }
-                    Ok(Delivery::Close(closed)) => return End::Close(closed),
-                    Ok(Delivery::TakenOver) => return End::Detach,
-                    Ok(Delivery::Gap { topic, cursor, missed }) => {
-                        let Flavor::Native(tracker) = flavor else {
-                            // Only native readers report gaps.
-                            return End::Close(Closed::by(CloseCode::LAGGED));
-                        };
-                        tracker.advance(&topic, cursor);
-                        let gap = Frame::Gap { pos: tracker.position(), missed };
-                        if socket.send(Message::text(gap.json())).await.is_err() {
-                            return End::Gone(Closed::by(CloseCode::INTERRUPTED));
-                        }
-                        last_write = Instant::now();
-                    }
-                    // A native client resumes from its own position: a store that failed for a
-                    // moment ends this connection, not the session.
-                    Err(crate::Error::Store(_)) if matches!(flavor, Flavor::Native(_)) => {
-                        return End::Detach;
-                    }
-                    Err(error) => return End::Close(Closed::by(error.close_code())),
                 }
-            }
-            () = &mut timer => {
-                if last_write.elapsed() >= heartbeat {
-                    let beat = match flavor {
-                        Flavor::SockJs => text(sockjs::HEARTBEAT),
-                        Flavor::Raw => Message::Ping(Default::default()),
-                        // A text frame, so that a browser script can tell the connection is alive.
-                        Flavor::Native(_) => Message::text(Frame::Heartbeat.json()),
-                    };
-                    if socket.send(beat).await.is_err() {
-                        return End::Gone(Closed::by(CloseCode::INTERRUPTED));
-                    }
-                    last_write = Instant::now();
+                if send_all(socket, frames).await.is_err() {
+                    return End::Gone(Closed::by(CloseCode::INTERRUPTED));
                 }
-                // The timer fires at least once per heartbeat, busy or idle, so this renews the
-                // channel in the store well within its time to live.
-                if let Err(error) = session.keep_alive().await {
-                    tracing::warn!(%error, "could not renew a channel");
-                }
-                timer.as_mut().reset(last_write + heartbeat);
             }
         }
     }
 }
 
-fn text(s: &'static str) -> Message {
-    Message::Text(Utf8Bytes::from_static(s))
-}
-
-async fn write_messages<S: Sink<Message> + Unpin>(
+/// Writes `frames`, one text message each, with one flush, and empties the buffer for reuse.
+async fn send_all<S: Sink<Message> + Unpin>(
     socket: &mut S,
-    flavor: &mut Flavor,
-    messages: &[Delivered],
+    frames: &mut Vec<Frame>,
 ) -> Result<(), S::Error> {
-    match (flavor, messages) {
-        (Flavor::SockJs, [one]) => {
-            socket
-                .send(Message::Text(utf8(one.payload.sockjs().frame())))
-                .await
-        }
-        (Flavor::SockJs, many) => {
-            let encoded: Vec<_> = many.iter().map(|d| d.payload.sockjs()).collect();
-            let frame = sockjs::messages_frame(&encoded);
-            // Built from `str` pieces, so always UTF-8.
-            let frame = Utf8Bytes::try_from(frame).unwrap_or_default();
-            socket.send(Message::Text(frame)).await
-        }
-        (Flavor::Native(tracker), many) => {
-            for message in many {
-                tracker.advance(&message.topic, message.cursor);
-                let frame = Frame::Message {
-                    pos: tracker.position(),
-                    data: &message.payload,
-                };
-                socket.feed(Message::text(frame.json())).await?;
-            }
-            socket.flush().await
-        }
-        (Flavor::Raw, many) => {
-            for message in many {
-                socket
-                    .feed(Message::Text(utf8(message.payload.text_bytes())))
-                    .await?;
-            }
-            socket.flush().await
-        }
+    if frames.is_empty() {
+        return Ok(());
     }
+    for frame in frames.drain(..) {
+        socket.feed(Message::Text(frame.into_text())).await?;
+    }
+    socket.flush().await
 }
 
-/// Shared bytes as a WebSocket text message. They are always UTF-8 (built from `str`), but
-/// axum's text type checks again: about 6 ns for a 40-byte frame, once per recipient.
-fn utf8(bytes: &bytes::Bytes) -> Utf8Bytes {
-    Utf8Bytes::try_from(bytes.clone()).unwrap_or_default()
-}
-
-async fn write_close<S: Sink<Message> + Unpin>(
+/// The protocol's close, then a WebSocket close frame with the same code where the code may
+/// travel in one.
+async fn write_close<S: Sink<Message> + Unpin, P: Protocol>(
     socket: &mut S,
-    flavor: &Flavor,
+    protocol: &mut P,
     closed: &Closed,
 ) -> Result<(), S::Error> {
-    let reason = tidings_core::close::truncate_reason(&closed.reason);
-    match flavor {
-        Flavor::SockJs => {
-            socket
-                .send(Message::Text(
-                    sockjs::close_frame(closed.code, reason).into(),
-                ))
-                .await?;
-        }
-        Flavor::Native(_) => {
-            socket
-                .send(Message::text(Frame::Close(closed).json()))
-                .await?
-        }
-        Flavor::Raw => {}
-    }
+    let mut frames = Vec::new();
+    protocol.close(closed, &mut frames);
+    send_all(socket, &mut frames).await?;
     // SockJS-only codes such as 2010 are not valid in a WebSocket close frame.
     let code = if valid_in_websocket(closed.code) {
         closed.code.as_u16()
@@ -336,7 +181,7 @@ async fn write_close<S: Sink<Message> + Unpin>(
     };
     let frame = CloseFrame {
         code,
-        reason: reason.into(),
+        reason: tidings_core::close::truncate_reason(&closed.reason).into(),
     };
     socket.send(Message::Close(Some(frame))).await?;
     socket.close().await
@@ -346,6 +191,15 @@ fn valid_in_websocket(code: CloseCode) -> bool {
     matches!(code.as_u16(), 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// Writes what a session that has ended answers, then closes: the protocol's close and a
+/// WebSocket close frame.
+pub(crate) async fn refuse<S: Sink<Message> + Unpin, P: Protocol>(
+    mut socket: S,
+    mut protocol: P,
+    closed: Closed,
+) {
+    let _ = write_close(&mut socket, &mut protocol, &closed).await;
+}
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -356,7 +210,16 @@ mod tests {
     use futures::channel::mpsc;
 
     use super::*;
-    use crate::Tidings;
+    use crate::engine::attachment::Holding;
+    use crate::engine::config::Config;
+    use crate::engine::context::{Engine, Handlers, testing};
+    use crate::engine::identity::Identity;
+    use crate::engine::session::{self, Opened};
+    use crate::protocol::raw::Raw;
+    use crate::protocol::sockjs::SockJs;
+    use axum::extract::ws::Utf8Bytes;
+    use std::sync::Arc;
+    use tokio::time::Instant;
 
     /// A WebSocket stand-in: what the test pushes is what the server reads, and what the server
     /// writes comes out of the other end.
@@ -402,9 +265,10 @@ mod tests {
         }
     }
 
-    fn start(
-        tidings: &Tidings,
-        flavor: Flavor,
+    /// Opens a channel on `engine` and serves it over a [`Duplex`] in `protocol`.
+    async fn start<P: Protocol>(
+        engine: &Arc<Engine>,
+        protocol: P,
     ) -> (
         mpsc::UnboundedSender<Message>,
         mpsc::UnboundedReceiver<Message>,
@@ -412,21 +276,30 @@ mod tests {
         let (to_server, incoming) = mpsc::unbounded();
         let (outgoing, from_server) = mpsc::unbounded();
         let socket = Duplex { incoming, outgoing };
-        tokio::spawn(serve(
-            tidings.shared_for_tests(),
-            socket,
-            Opening::New(Identity::anonymous()),
-            flavor,
-        ));
+        let Ok(Opened::Created(session, reader)) =
+            session::open(engine, Identity::anonymous(), None).await
+        else {
+            panic!("a channel without an alias is created");
+        };
+        let attachment = Attachment::new(session, reader, Holding::Connection);
+        tokio::spawn(serve(socket, attachment, protocol, true));
         (to_server, from_server)
     }
 
-    fn echo() -> Tidings {
-        Tidings::builder()
-            .on_message(|channel, text| async move {
-                channel.send(text).await.expect("echo");
-            })
-            .build()
+    fn echo() -> Arc<Engine> {
+        testing::engine(Config::default(), testing::echo())
+    }
+
+    fn text(s: &'static str) -> Message {
+        Message::Text(Utf8Bytes::from_static(s))
+    }
+
+    fn with_heartbeat(heartbeat: Duration, disconnect_delay: Duration) -> Config {
+        Config {
+            heartbeat,
+            disconnect_delay,
+            ..Config::default()
+        }
     }
 
     async fn next(rx: &mut mpsc::UnboundedReceiver<Message>) -> Message {
@@ -435,8 +308,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn heartbeat_after_exactly_the_configured_idle_time() {
-        let tidings = echo();
-        let (to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        let engine = echo();
+        let (to_server, mut from_server) = start(&engine, SockJs).await;
         assert_eq!(next(&mut from_server).await, text("o"));
         let opened = Instant::now();
         assert_eq!(next(&mut from_server).await, text("h"));
@@ -453,8 +326,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn raw_heartbeat_is_a_ping() {
-        let tidings = Tidings::builder().heartbeat(Duration::from_secs(5)).build();
-        let (_to_server, mut from_server) = start(&tidings, Flavor::Raw);
+        let config = with_heartbeat(Duration::from_secs(5), Duration::from_secs(5));
+        let engine = testing::engine(config, Handlers::default());
+        let (_to_server, mut from_server) = start(&engine, Raw).await;
         let opened = Instant::now();
         assert!(matches!(next(&mut from_server).await, Message::Ping(_)));
         assert_eq!(opened.elapsed(), Duration::from_secs(5));
@@ -462,35 +336,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_heartbeats_is_not_swept() {
-        let tidings = Tidings::builder()
-            .heartbeat(Duration::from_secs(1))
-            .disconnect_delay(Duration::from_secs(1))
-            .build();
-        let (_to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        let config = with_heartbeat(Duration::from_secs(1), Duration::from_secs(1));
+        let engine = testing::engine(config, Handlers::default());
+        let (_to_server, mut from_server) = start(&engine, SockJs).await;
         assert_eq!(next(&mut from_server).await, text("o"));
         for _ in 0..30 {
             assert_eq!(next(&mut from_server).await, text("h"));
         }
-        assert_eq!(tidings.hub().online().await.expect("online").channels, 1);
+        assert_eq!(engine.hub.online().await.expect("online").channels, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_connection_is_not_swept() {
         let (tx, mut closes) = tokio::sync::mpsc::unbounded_channel();
-        let tidings = Tidings::builder()
-            .heartbeat(Duration::from_secs(1))
-            .disconnect_delay(Duration::from_secs(1))
-            .on_message(|channel, text| async move {
-                channel.send(text).await.expect("echo");
-            })
-            .on_close(move |_, closed| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(closed.code);
-                }
-            })
-            .build();
-        let (to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        let config = with_heartbeat(Duration::from_secs(1), Duration::from_secs(1));
+        let handlers = Handlers {
+            close: Some(testing::report_closes(tx)),
+            ..testing::echo()
+        };
+        let engine = testing::engine(config, handlers);
+        let (to_server, mut from_server) = start(&engine, SockJs).await;
         assert_eq!(next(&mut from_server).await, text("o"));
         // Output more often than the heartbeat, so no heartbeat is ever due, for 20 TTLs.
         for i in 0..120 {
@@ -503,30 +368,33 @@ mod tests {
                 Message::Text(format!(r#"a["{i}"]"#).into())
             );
         }
-        assert_eq!(tidings.hub().online().await.expect("online").channels, 1);
+        assert_eq!(engine.hub.online().await.expect("online").channels, 1);
         to_server
             .unbounded_send(Message::Close(None))
             .expect("close");
-        assert_eq!(closes.recv().await, Some(CloseCode::NORMAL));
+        assert_eq!(
+            closes.recv().await.map(|(_, code)| code),
+            Some(CloseCode::NORMAL)
+        );
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(closes.try_recv().is_err(), "on_close must run once");
     }
 
     #[tokio::test]
     async fn client_close_removes_the_channel() {
-        let tidings = echo();
-        let mut events = tidings.hub().events();
-        let (to_server, mut from_server) = start(&tidings, Flavor::SockJs);
+        let engine = echo();
+        let mut events = engine.hub.events();
+        let (to_server, mut from_server) = start(&engine, SockJs).await;
         assert_eq!(next(&mut from_server).await, text("o"));
         to_server
             .unbounded_send(Message::Close(None))
             .expect("send");
         loop {
-            if let Ok(crate::Event::Disconnected { code, .. }) = events.recv().await {
+            if let Ok(crate::engine::hub::Event::Disconnected { code, .. }) = events.recv().await {
                 assert_eq!(code, CloseCode::NORMAL);
                 break;
             }
         }
-        assert_eq!(tidings.hub().online().await.expect("online").channels, 0);
+        assert_eq!(engine.hub.online().await.expect("online").channels, 0);
     }
 }

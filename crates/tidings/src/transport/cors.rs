@@ -1,9 +1,10 @@
-//! CORS for SockJS responses that scripts read cross-origin (`/info`, and the xhr transports),
-//! and the preflights in front of them.
+//! CORS for responses that scripts read cross-origin (SockJS `/info`, the receiving responses
+//! of the framings that need it, sends), and the preflights in front of them.
 //!
-//! SockJS allows every origin and credentials: the client sends cookies with its XHRs when
-//! `cookie_needed` is on. Which origins may open a channel is decided when one opens
-//! ([`Config::allowed_origins`](crate::Config::allowed_origins)), not here.
+//! Every origin is allowed, with credentials: SockJS clients send cookies with their XHRs when
+//! `cookie_needed` is on, and the native client sends its own. Which origins may open a channel
+//! is decided when one opens ([`Config::allowed_origins`](crate::Config::allowed_origins)), not
+//! here.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

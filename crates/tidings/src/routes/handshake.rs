@@ -1,6 +1,4 @@
-//! The auth hook's view of a request, and what it answers.
-
-use std::collections::BTreeMap;
+//! The auth hook's view of a request, and its refusal.
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -69,34 +67,6 @@ impl Handshake {
     }
 }
 
-/// Who the auth hook says a client is.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub(crate) user: Option<String>,
-    pub(crate) attributes: BTreeMap<String, String>,
-}
-
-impl Identity {
-    /// A client with no user: it gets broadcasts and its own messages, no user topic.
-    pub fn anonymous() -> Self {
-        Identity::default()
-    }
-
-    /// A client acting as `user`: every channel of this user follows the user's topic.
-    pub fn user(user: impl Into<String>) -> Self {
-        Identity {
-            user: Some(user.into()),
-            attributes: BTreeMap::new(),
-        }
-    }
-
-    /// Adds an attribute the application can read from the channel.
-    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.attributes.insert(key.into(), value.into());
-        self
-    }
-}
-
 /// The auth hook's refusal: the request is answered with this status and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
@@ -131,7 +101,7 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        crate::http_util::plain(self.status, self.message)
+        crate::transport::respond::plain(self.status, self.message)
     }
 }
 

@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde::Serialize;
 
-use super::{cache, cors};
-use crate::http_util::method_not_allowed;
-use crate::tidings::Shared;
+use crate::engine::config::Config;
+use crate::routes::state::Routes;
+use crate::transport::respond::method_not_allowed;
+use crate::transport::{cache, cors};
 
 /// The methods `/info` answers, for preflights and 405s.
 const METHODS: &str = "OPTIONS, GET";
@@ -29,12 +30,12 @@ struct Info {
 /// Answers `<prefix>/info`: `GET` with the capabilities, `OPTIONS` with a preflight, other
 /// methods with 405.
 pub(crate) async fn serve(
-    State(shared): State<Arc<Shared>>,
+    State(routes): State<Arc<Routes>>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
     match method {
-        Method::GET => info(&shared, &headers),
+        Method::GET => info(&routes.engine.config, &headers),
         Method::OPTIONS => cors::preflight(&headers, METHODS),
         _ => method_not_allowed(METHODS),
     }
@@ -42,12 +43,8 @@ pub(crate) async fn serve(
 
 /// 200 with the JSON capabilities: never cached, CORS, and no cookie even on `cookie_needed`
 /// services. The client times this call to choose its timeouts, so it does no I/O.
-fn info(shared: &Shared, request: &HeaderMap) -> Response {
-    let body = body(
-        shared.config.websocket,
-        shared.config.cookie_needed,
-        rand::random(),
-    );
+fn info(config: &Config, request: &HeaderMap) -> Response {
+    let body = body(config.websocket, config.cookie_needed, rand::random());
     let mut response = Response::new(body.into());
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();

@@ -5,11 +5,8 @@ use std::sync::Arc;
 use tidings_core::{CloseCode, Offset};
 use tokio::sync::broadcast;
 
-use crate::error::Error;
-use crate::store::ChannelId;
-use crate::store::Topic;
-use crate::store::{Control, Payload, Record};
-use crate::store::{Presence, Retention, Store};
+use crate::engine::error::Error;
+use tidings_store::{ChannelId, Control, Payload, Presence, Record, Retention, Store, Topic};
 
 /// A connect or disconnect, as seen by [`Hub::events`].
 #[derive(Clone, Debug, PartialEq, Eq)]

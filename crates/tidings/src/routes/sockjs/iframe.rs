@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use md5::{Digest, Md5};
 
-use super::cache;
-use crate::http_util::{method_not_allowed, not_found};
+use crate::transport::cache;
+use crate::transport::respond::{method_not_allowed, not_found};
 
 /// The page, byte for byte as sockjs-node sends it (no final newline), with a placeholder for
 /// the script's URL. The protocol suite compares it line by line.
@@ -123,7 +123,7 @@ fn is_page_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    const DEFAULT_URL: &str = crate::Config::DEFAULT_SOCKJS_URL;
+    const DEFAULT_URL: &str = crate::engine::config::Config::DEFAULT_SOCKJS_URL;
 
     fn get(page: &Page, path: &str, pairs: &[(&'static str, &'static str)]) -> Response {
         let mut headers = HeaderMap::new();

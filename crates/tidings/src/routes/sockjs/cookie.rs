@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use crate::config::Config;
+use crate::engine::config::Config;
 
 /// What is set when the request carries no usable `JSESSIONID`: sockjs-node's `dummy`.
 const DUMMY: &str = "JSESSIONID=dummy; path=/";

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use tidings_core::{CloseCode, Offset};
 
-use crate::error::Error;
-use crate::hub::Hub;
-use crate::store::ChannelId;
-use crate::store::Payload;
-use crate::store::Topic;
+use crate::engine::error::Error;
+use crate::engine::hub::Hub;
+use tidings_store::{ChannelId, ChannelState, Payload, Topic};
 
 /// One client's logical connection, whatever transport carries it.
 ///
@@ -46,6 +44,15 @@ impl Closed {
 
     pub(crate) fn by(code: CloseCode) -> Self {
         Closed::new(code, code.default_reason())
+    }
+
+    /// How a channel ended, as the store recorded it: its close, or 3002 "Session expired" when
+    /// it expired without one.
+    pub(crate) fn of(state: &ChannelState) -> Self {
+        match &state.closed {
+            Some((code, reason)) => Closed::new(*code, reason.as_str()),
+            None => Closed::by(CloseCode::SESSION_EXPIRED),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! The crate's error type, and the one place where errors become HTTP statuses and close codes.
+//! The crate's error type, and the one place where errors become HTTP statuses, machine-readable
+//! codes and close codes.
 
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tidings_core::CloseCode;
 use tidings_core::close::InvalidCloseCode;
 
-use crate::store::{InvalidTopic, StoreError};
+use tidings_store::{InvalidTopic, StoreError};
 
 /// Everything that can go wrong in Tidings.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,19 @@ impl Error {
         }
     }
 
+    /// A short machine-readable name of the error, for protocols that send one (the native
+    /// protocol's `{"error": …}`): `unavailable`, `too-large`, `bad-request`,
+    /// `unknown-session`, `too-many-channels`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Store(_) => "unavailable",
+            Error::MessageTooLarge { .. } => "too-large",
+            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => "bad-request",
+            Error::UnknownChannel => "unknown-session",
+            Error::TooManyChannels { .. } => "too-many-channels",
+        }
+    }
+
     /// The close code a session that failed with this error is closed with.
     pub fn close_code(&self) -> CloseCode {
         match self {
@@ -59,5 +74,20 @@ impl Error {
             Error::TooManyChannels { .. } => CloseCode::POLICY,
             Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => CloseCode::INTERNAL,
         }
+    }
+}
+
+/// The error as an HTTP answer: [`Error::status`] with the error's text and a newline as
+/// `text/plain` (what SockJS clients are answered with; the native protocol wraps the same status
+/// and [`Error::code`] in JSON).
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut response = format!("{self}\n").into_response();
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/plain; charset=UTF-8"),
+        );
+        response
     }
 }

@@ -7,7 +7,7 @@
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 
-use crate::http_util::plain;
+use super::respond::plain;
 
 /// A validated callback name.
 #[derive(Clone, Debug, PartialEq, Eq)]

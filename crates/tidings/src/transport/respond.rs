@@ -1,4 +1,4 @@
-//! Small response helpers shared by the routes.
+//! Small HTTP answers shared by the transports and the routes.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -33,11 +33,4 @@ pub(crate) fn not_found() -> Response {
 /// The request's `Origin` header, if it has a readable one.
 pub(crate) fn request_origin(request: &HeaderMap) -> Option<&str> {
     request.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-}
-
-/// The most bytes a send body (SockJS `xhr_send`/`jsonp_send`, native `send`) may have when
-/// messages may have `max` bytes: room for one such message however it is escaped (a control
-/// character takes 6 bytes in JSON), and URL-encoded once more in a form.
-pub(crate) fn send_body_limit(max: usize) -> usize {
-    max.saturating_mul(6).saturating_add(4096)
 }

@@ -1,0 +1,108 @@
+//! What the engine runs on: the options, the hub and the application's handlers.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::engine::channel::{Channel, Closed};
+use crate::engine::config::Config;
+use crate::engine::hub::{Event, Hub};
+use tidings_store::Store;
+
+/// Runs when a channel opens.
+pub(crate) type OpenHandler = Arc<dyn Fn(Channel) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Runs for every message a client sends.
+pub(crate) type MessageHandler =
+    Arc<dyn Fn(Channel, String) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Runs once when a channel has closed.
+pub(crate) type CloseHandler = Arc<dyn Fn(Channel, Closed) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The application's handlers; each is optional.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    pub(crate) open: Option<OpenHandler>,
+    pub(crate) message: Option<MessageHandler>,
+    pub(crate) close: Option<CloseHandler>,
+}
+
+/// One service's engine: shared by every route, transport and session of the service.
+pub(crate) struct Engine {
+    pub(crate) config: Config,
+    pub(crate) hub: Hub,
+    pub(crate) handlers: Handlers,
+    /// Set once the sweeper task runs ([`sweeper::ensure`](crate::engine::sweeper::ensure)).
+    pub(crate) sweeper: OnceLock<()>,
+}
+
+impl Engine {
+    pub(crate) fn new(config: Config, store: Arc<dyn Store>, handlers: Handlers) -> Self {
+        let hub = Hub::new(store, config.retention);
+        Engine {
+            config,
+            hub,
+            handlers,
+            sweeper: OnceLock::new(),
+        }
+    }
+
+    /// The store behind the service.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        self.hub.store()
+    }
+
+    /// How long a channel lives in the store without a sign of life from its connection.
+    pub(crate) fn session_ttl(&self) -> Duration {
+        self.config.heartbeat * 2 + self.config.disconnect_delay
+    }
+
+    /// Tells the application a channel ended.
+    pub(crate) async fn closed(&self, channel: Channel, closed: Closed) {
+        self.hub.emit(Event::Disconnected {
+            channel: channel.id(),
+            user: channel.user().map(str::to_owned),
+            code: closed.code,
+        });
+        if let Some(on_close) = &self.handlers.close {
+            on_close(channel, closed).await;
+        }
+    }
+}
+
+/// Engines for the tests of the layers above, without the service that builds them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use tidings_core::CloseCode;
+    use tidings_store::MemoryStore;
+
+    /// An engine on a fresh `MemoryStore`.
+    pub(crate) fn engine(config: Config, handlers: Handlers) -> Arc<Engine> {
+        Arc::new(Engine::new(config, Arc::new(MemoryStore::new()), handlers))
+    }
+
+    /// Handlers that send every message back to the channel it came from.
+    pub(crate) fn echo() -> Handlers {
+        let message: MessageHandler = Arc::new(|channel, text| {
+            Box::pin(async move {
+                channel.send(text).await.expect("echo");
+            })
+        });
+        Handlers {
+            message: Some(message),
+            ..Handlers::default()
+        }
+    }
+
+    /// A close handler that reports each close's code on `tx`.
+    pub(crate) fn report_closes(
+        tx: tokio::sync::mpsc::UnboundedSender<(tidings_store::ChannelId, CloseCode)>,
+    ) -> CloseHandler {
+        Arc::new(move |channel, closed| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.send((channel.id(), closed.code));
+            })
+        })
+    }
+}

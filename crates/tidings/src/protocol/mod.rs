@@ -1,0 +1,112 @@
+//! Protocols: what goes on the wire, whichever transport carries it.
+//!
+//! A protocol is one implementation of [`Protocol`]: the frames a connection starts with, how a
+//! batch of deliveries (messages, a gap, the close) becomes frames from the messages' shared
+//! encodings, the heartbeat, and how to read what the client sends. Transports are generic over
+//! it and name no protocol; a protocol names no transport. SockJS ([`sockjs`]), raw WebSocket
+//! ([`raw`]) and the native protocol ([`native`]) are the three today; a new one is a module
+//! here that implements the trait, plus its routes.
+
+use std::ops::Range;
+
+use axum::extract::ws::Utf8Bytes;
+
+use crate::engine::channel::Closed;
+use crate::engine::reader::{Delivered, Missed};
+
+pub(crate) mod native;
+pub(crate) mod raw;
+pub(crate) mod sockjs;
+
+/// One frame of a protocol: one WebSocket text message, or one unit an HTTP body framing wraps
+/// (a line, an event, a script call, an element of an array).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Frame {
+    text: Utf8Bytes,
+    /// Where in `text` the position is that a client resumes from after this frame, for frames
+    /// that carry one (Server-Sent Events send it as the event's `id`).
+    resume: Option<Range<usize>>,
+}
+
+impl Frame {
+    /// A frame of `text`.
+    pub(crate) fn new(text: impl Into<Utf8Bytes>) -> Self {
+        Frame {
+            text: text.into(),
+            resume: None,
+        }
+    }
+
+    /// A frame of `text` that carries the client's resume position at `resume`.
+    pub(crate) fn resuming(text: String, resume: Range<usize>) -> Self {
+        let resume = text.get(resume.clone()).map(|_| resume);
+        Frame {
+            text: text.into(),
+            resume,
+        }
+    }
+
+    /// The frame's text.
+    pub(crate) fn text(&self) -> &Utf8Bytes {
+        &self.text
+    }
+
+    /// The frame's text, to send.
+    pub(crate) fn into_text(self) -> Utf8Bytes {
+        self.text
+    }
+
+    /// The position a client resumes from after this frame, if it carries one.
+    pub(crate) fn resume(&self) -> Option<&str> {
+        self.text.as_str().get(self.resume.clone()?)
+    }
+}
+
+/// Shared bytes as frame text. They are always UTF-8 (a [`Payload`](crate::Payload)'s forms are
+/// built from `str`), but axum's text type checks again: about 6 ns for a 40-byte frame, once per
+/// recipient; copying would cost more.
+pub(crate) fn shared_text(bytes: &bytes::Bytes) -> Utf8Bytes {
+    Utf8Bytes::try_from(bytes.clone()).unwrap_or_default()
+}
+
+/// One wire protocol: what a transport writes for each thing the engine delivers, and how it
+/// reads what the client sends.
+///
+/// Every method that writes pushes zero or more frames to `out`; a transport writes them in
+/// order, each as one WebSocket message or one unit of its HTTP body. A protocol instance serves
+/// one connection (or one HTTP request) and may keep state across calls.
+pub(crate) trait Protocol: Send + 'static {
+    /// What every connection starts with, before anything is delivered (the native protocol's
+    /// `open`, with the position delivery starts from). Most protocols write nothing.
+    fn start(&mut self, _out: &mut Vec<Frame>) {}
+
+    /// The session was just created by this connection (SockJS's `o`).
+    fn opened(&mut self, _out: &mut Vec<Frame>) {}
+
+    /// Messages, in order, never empty. Built from each message's shared encodings
+    /// ([`Payload`](crate::Payload)): per recipient, only what differs is written anew.
+    fn messages(&mut self, messages: &[Delivered], out: &mut Vec<Frame>);
+
+    /// Records the client missed are gone; messages after them follow. Returns false when the
+    /// protocol has no way to say so: the transport then closes the session as lagging (3001).
+    fn gap(&mut self, _missed: &Missed, _out: &mut Vec<Frame>) -> bool {
+        false
+    }
+
+    /// Nothing was written for a heartbeat. Writing nothing leaves the transport to keep the
+    /// connection alive its own way (a WebSocket ping).
+    fn heartbeat(&mut self, out: &mut Vec<Frame>);
+
+    /// The session is closed. Writing nothing leaves the close to the transport (a WebSocket
+    /// close frame carries the code).
+    fn close(&mut self, closed: &Closed, out: &mut Vec<Frame>);
+
+    /// This connection ends without a close and the client comes back: a streaming response
+    /// reached its limit, a poll is answered, another connection took the session over.
+    fn end(&mut self, _out: &mut Vec<Frame>) {}
+
+    /// The application messages in one WebSocket text message from the client. An error drops
+    /// the connection without a word, and the session ends as it says (SockJS on broken JSON,
+    /// as sockjs-node does).
+    fn decode(&mut self, text: &str) -> Result<Vec<String>, Closed>;
+}

@@ -1,0 +1,300 @@
+//! The SockJS routes (`SOCKJS-NOTES.md`): the greeting, `/info` ([`info`]), the iframe page
+//! ([`iframe`]), the raw WebSocket, and every session URL, each a transport carrying the SockJS
+//! protocol (the raw WebSocket carries the raw one). Session URLs set the `JSESSIONID` cookie
+//! ([`cookie`]) on services that want it.
+//!
+//! A SockJS session over HTTP is a channel found by its client-chosen id (the store's alias),
+//! across requests. A receiving request finds it, or creates it (after admission) and writes `o`
+//! first; a session that has ended is answered with its close frame again; only one request
+//! receives at a time (the store's receiver lock), a second gets `c[2010,…]`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use tidings_core::CloseCode;
+
+use super::admission;
+use super::handshake::Handshake;
+use super::state::Routes;
+use crate::engine::attachment::{Attachment, Holding};
+use crate::engine::channel::Closed;
+use crate::engine::session::{self, Opened};
+use crate::protocol::Protocol;
+use crate::protocol::raw::Raw;
+use crate::protocol::sockjs::SockJs;
+use crate::transport::callback::Callback;
+use crate::transport::framing::Framing;
+use crate::transport::respond::{method_not_allowed, not_found, plain, request_origin};
+use crate::transport::send::{self, Refused, SendBody};
+use crate::transport::{cache, cors, receive, websocket};
+use tidings_store::{Alias, ChannelState, random_id};
+
+pub(crate) mod cookie;
+pub(crate) mod iframe;
+pub(crate) mod info;
+
+/// The SockJS routes of a service.
+pub(crate) fn routes(routes: &Routes) -> Router<Arc<Routes>> {
+    let page = Arc::new(iframe::Page::new(&routes.engine.config.sockjs_url));
+    Router::new()
+        .route("/", any(greeting))
+        .route("/info", any(info::serve))
+        // Every other single segment: the iframe page under its names, 404 for the rest.
+        .route(
+            "/{file}",
+            any(move |method: Method, uri: Uri, headers: HeaderMap| {
+                std::future::ready(page.serve(&method, &uri, &headers))
+            }),
+        )
+        .route("/websocket", any(raw_websocket))
+        .route("/{server}/{session}/websocket", any(sockjs_websocket))
+        .route("/{server}/{session}/{transport}", any(session_url))
+}
+
+async fn greeting(method: Method) -> Response {
+    match method {
+        Method::GET => plain(StatusCode::OK, "Welcome to SockJS!\n"),
+        _ => method_not_allowed("GET"),
+    }
+}
+
+/// A `<server>` or `<session>` path segment: non-empty, without `.` (or `/`).
+fn session_segment(segment: &str) -> bool {
+    !segment.is_empty() && !segment.contains(['.', '/'])
+}
+
+async fn raw_websocket(State(routes): State<Arc<Routes>>, request: Request) -> Response {
+    websocket(routes, request, Raw).await
+}
+
+async fn sockjs_websocket(
+    State(routes): State<Arc<Routes>>,
+    Path((server, session)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if !session_segment(&server) || !session_segment(&session) {
+        return not_found();
+    }
+    websocket(routes, request, SockJs).await
+}
+
+/// A WebSocket session: one channel per connection (SockJS sessions over WebSocket are their
+/// connection; the session id is not kept), opened before the upgrade so that a refusal is an
+/// HTTP answer.
+async fn websocket<P: Protocol>(routes: Arc<Routes>, request: Request, protocol: P) -> Response {
+    let config = &routes.engine.config;
+    if !config.websocket {
+        return not_found();
+    }
+    if request.method() != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(_) => return bad_upgrade(&parts.headers),
+    };
+    let handshake = Handshake::new(parts.method, parts.uri, parts.headers);
+    let attachment = match admission::open(&routes, handshake, None).await {
+        Ok(Opened::Created(session, reader)) => {
+            Attachment::new(session, reader, Holding::Connection)
+        }
+        // Without an alias there is nothing another request could have created first.
+        Ok(Opened::Found(_)) => return not_found(),
+        Err(refused) => return refused.into_plain(),
+    };
+    upgrade
+        .read_buffer_size(websocket::READ_BUFFER)
+        .max_message_size(websocket::max_frame(config.max_message_size))
+        // An upgrade that fails drops the attachment, which ends the channel.
+        .on_upgrade(move |socket| websocket::serve(socket, attachment, protocol, true))
+}
+
+fn bad_upgrade(headers: &HeaderMap) -> Response {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    };
+    let body = if !has(header::UPGRADE, "websocket") {
+        "Can \"Upgrade\" only to \"WebSocket\".\n"
+    } else if !has(header::CONNECTION, "upgrade") {
+        "\"Connection\" must be \"Upgrade\".\n"
+    } else {
+        "Not a valid websocket request\n"
+    };
+    plain(StatusCode::BAD_REQUEST, body)
+}
+
+/// Every session URL but the WebSocket one: the receiving transports, the sends, their
+/// preflights.
+async fn session_url(
+    State(routes): State<Arc<Routes>>,
+    Path((server, session, transport)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    if !session_segment(&server) || !session_segment(&session) {
+        return not_found();
+    }
+    let (parts, body) = request.into_parts();
+    let config = &routes.engine.config;
+    let framing = match (transport.as_str(), &parts.method) {
+        ("xhr", &Method::POST) => Framing::Xhr,
+        ("xhr_streaming", &Method::POST) => Framing::XhrStreaming,
+        ("eventsource", &Method::GET) => Framing::EventSource,
+        ("htmlfile" | "jsonp", &Method::GET) => match Callback::from_uri(&parts.uri) {
+            Ok(callback) if transport == "htmlfile" => Framing::HtmlFile(callback),
+            Ok(callback) => Framing::Jsonp(callback),
+            Err(error) => return error.response(),
+        },
+        ("xhr_send", &Method::POST) => {
+            return send(&routes, SendBody::JsonArray, &session, &parts.headers, body).await;
+        }
+        ("jsonp_send", &Method::POST) => {
+            return send(&routes, SendBody::Form, &session, &parts.headers, body).await;
+        }
+        ("xhr" | "xhr_streaming" | "xhr_send", &Method::OPTIONS) => {
+            let mut response = cors::preflight(&parts.headers, "OPTIONS, POST");
+            cookie::set_jsessionid(config, &parts.headers, response.headers_mut());
+            return response;
+        }
+        ("xhr" | "xhr_streaming" | "xhr_send", _) => return method_not_allowed("OPTIONS, POST"),
+        ("jsonp_send", _) => return method_not_allowed("POST"),
+        ("eventsource" | "htmlfile" | "jsonp", _) => return method_not_allowed("GET"),
+        _ => return not_found(),
+    };
+    let request = parts.headers.clone();
+    let mut response = match attach(&routes, &session, parts).await {
+        Ok(Attached::Session(attachment, fresh)) => {
+            receive::respond(*attachment, SockJs, framing, fresh, &request).await
+        }
+        Ok(Attached::Refused(closed)) => receive::refuse(SockJs, framing, &closed, &request),
+        Err(response) => response,
+    };
+    if response.status() == StatusCode::OK {
+        let headers = response.headers_mut();
+        cache::never(headers);
+        cookie::set_jsessionid(config, &request, headers);
+    }
+    response
+}
+
+/// What a receiving request attached to.
+enum Attached {
+    /// The live session, and whether this request created it.
+    Session(Box<Attachment>, bool),
+    /// Only a close to write: the session has ended, or another request is receiving.
+    Refused(Closed),
+}
+
+/// Finds the session `key`, or creates it, and takes its receiver lock.
+async fn attach(routes: &Routes, key: &str, parts: Parts) -> Result<Attached, Response> {
+    let engine = &routes.engine;
+    let store = engine.store();
+    let alias = Alias::SockJs(key.to_owned());
+    let found = store
+        .channel_by_alias(&alias)
+        .await
+        .map_err(|e| crate::engine::error::Error::from(e).into_response())?;
+    let opened = match found {
+        Some(state) => Opened::Found(state),
+        None => {
+            let handshake = Handshake::new(parts.method, parts.uri, parts.headers);
+            admission::open(routes, handshake, Some(alias))
+                .await
+                .map_err(admission::Refused::into_plain)?
+        }
+    };
+    let (session, reader, fresh) = match opened {
+        Opened::Created(session, reader) => (session, reader, true),
+        // Another request created it, now or before.
+        Opened::Found(state) => match existing(routes, &state).await? {
+            Some((session, reader)) => (session, reader, false),
+            None => return Ok(Attached::Refused(Closed::of(&state))),
+        },
+    };
+    let holder = random_id();
+    let locked = store
+        .acquire_receiver(session.channel.id(), holder, engine.session_ttl())
+        .await
+        .map_err(|e| crate::engine::error::Error::from(e).into_response())?;
+    if !locked {
+        return Ok(Attached::Refused(Closed::by(CloseCode::ANOTHER_CONNECTION)));
+    }
+    let attachment = Attachment::new(session, reader, Holding::Lock(holder));
+    Ok(Attached::Session(Box::new(attachment), fresh))
+}
+
+/// A reader for a stored session, or `None` when it has ended.
+async fn existing(
+    routes: &Routes,
+    state: &ChannelState,
+) -> Result<Option<(session::Session, crate::engine::reader::Reader)>, Response> {
+    if state.ended {
+        return Ok(None);
+    }
+    session::attach(&routes.engine, state)
+        .await
+        .map(Some)
+        .map_err(IntoResponse::into_response)
+}
+
+/// `POST …/xhr_send` and `POST …/jsonp_send`: messages for the session `key`, which a receiving
+/// request created. A closed session still answers sends until it is forgotten, as sockjs-node
+/// does; what it is sent goes nowhere.
+async fn send(
+    routes: &Routes,
+    format: SendBody,
+    key: &str,
+    request: &HeaderMap,
+    body: Body,
+) -> Response {
+    let engine = &routes.engine;
+    let delivered = async {
+        if !engine.config.origin_allowed(request_origin(request)) {
+            return Err(plain(StatusCode::FORBIDDEN, "Origin not allowed\n"));
+        }
+        let alias = Alias::SockJs(key.to_owned());
+        let state = match engine.store().channel_by_alias(&alias).await {
+            Ok(Some(state)) => state,
+            Ok(None) => return Err(not_found()),
+            Err(error) => return Err(crate::engine::error::Error::from(error).into_response()),
+        };
+        send::deliver(engine, &state, format, request, body)
+            .await
+            .map_err(|refused| match refused {
+                Refused::BodyTooLarge { limit } => plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body over {limit} bytes.\n"),
+                ),
+                Refused::Payload(error) => {
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+                }
+                Refused::MessageTooLarge(error) => error.into_response(),
+            })
+    };
+    let mut response = match delivered.await {
+        // No body, yet a content type: what sockjs-node answers.
+        Ok(()) if format == SendBody::JsonArray => plain(StatusCode::NO_CONTENT, Body::empty()),
+        // 200 with a body rather than 204: old browsers' form posts trip over an empty answer.
+        Ok(()) => plain(StatusCode::OK, "ok"),
+        Err(response) => response,
+    };
+    let headers = response.headers_mut();
+    cache::never(headers);
+    if format == SendBody::JsonArray {
+        cors::allow(request, headers);
+    }
+    cookie::set_jsessionid(&engine.config, request, headers);
+    response
+}

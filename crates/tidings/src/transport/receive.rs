@@ -1,0 +1,206 @@
+//! A receiving HTTP request, for every protocol and every body framing: it writes the
+//! protocol's frames for what its [`Attachment`] delivers, wrapped by its [`Framing`], one step
+//! and done when polling, until the close or the response limit when streaming.
+//!
+//! Nothing here holds delivery state between requests: what was delivered is the attachment's
+//! to save, so the next request may be served by another node sharing the store.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use tidings_core::CloseCode;
+
+use super::cors;
+use super::framing::Framing;
+use crate::engine::attachment::{Attachment, Step};
+use crate::engine::channel::Closed;
+use crate::engine::reader::Delivery;
+use crate::protocol::{Frame, Protocol};
+
+/// Serves one receiving request: 200 with the frames of `protocol` for what `attachment`
+/// delivers, wrapped by `framing`, with the framing's headers and CORS where it needs them.
+/// `fresh`: the session was created by this request. Caching and cookies are the caller's.
+pub(crate) async fn respond<P: Protocol>(
+    attachment: Attachment,
+    protocol: P,
+    framing: Framing,
+    fresh: bool,
+    request: &HeaderMap,
+) -> Response {
+    let body = if framing.streaming() {
+        stream(attachment, protocol, framing.clone(), fresh)
+    } else {
+        Body::from(poll(attachment, protocol, &framing, fresh).await)
+    };
+    response(&framing, request, body)
+}
+
+/// Answers a receiving request for a session that will not deliver to it (it has ended, or
+/// another request is receiving): the prelude, then `closed` as the protocol writes it, each a
+/// chunk of its own.
+pub(crate) fn refuse<P: Protocol>(
+    mut protocol: P,
+    framing: Framing,
+    closed: &Closed,
+    request: &HeaderMap,
+) -> Response {
+    let mut frames = Vec::new();
+    protocol.close(closed, &mut frames);
+    let body = match framing.prelude().filter(|_| framing.streaming()) {
+        Some(prelude) => {
+            let chunks = std::iter::once(prelude).chain(frames.iter().map(|f| framing.chunk(f)));
+            let chunks: Vec<_> = chunks.map(Ok::<_, Infallible>).collect();
+            Body::from_stream(futures::stream::iter(chunks))
+        }
+        None if framing.streaming() => Body::from(
+            frames
+                .iter()
+                .map(|f| framing.chunk(f))
+                .collect::<Vec<_>>()
+                .concat(),
+        ),
+        None => Body::from(framing.body(&frames)),
+    };
+    response(&framing, request, body)
+}
+
+fn response(framing: &Framing, request: &HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    framing.headers(headers);
+    if framing.cors() {
+        cors::allow(request, headers);
+    }
+    response
+}
+
+/// What writing one step did to the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wrote {
+    /// Frames for one step (messages, a heartbeat).
+    Step,
+    /// A gap: the messages after it are still to come.
+    Gap,
+    /// The close: the response ends after it.
+    Close,
+    /// The connection ends without a close (taken over): the response ends after it.
+    End,
+}
+
+/// Writes the frames of `step` to `frames`, and lets go of the session when the step ends the
+/// connection.
+async fn write_step<P: Protocol>(
+    attachment: &mut Attachment,
+    protocol: &mut P,
+    step: Step,
+    frames: &mut Vec<Frame>,
+) -> Wrote {
+    let closed = match step {
+        Step::Delivery(Delivery::Messages(messages)) => {
+            protocol.messages(&messages, frames);
+            return Wrote::Step;
+        }
+        Step::Heartbeat => {
+            protocol.heartbeat(frames);
+            return Wrote::Step;
+        }
+        Step::Delivery(Delivery::Gap(missed)) => {
+            if protocol.gap(&missed, frames) {
+                return Wrote::Gap;
+            }
+            Closed::by(CloseCode::LAGGED)
+        }
+        Step::Delivery(Delivery::TakenOver) => {
+            attachment.detach().await;
+            protocol.end(frames);
+            return Wrote::End;
+        }
+        Step::Delivery(Delivery::Close(closed)) => closed,
+    };
+    protocol.close(&closed, frames);
+    attachment.close(closed).await;
+    Wrote::Close
+}
+
+/// One polling response: what the connection starts with, then one step (`opened` for a
+/// session this request created; after a gap, also the messages that follow it when they are at
+/// hand), then the protocol's end unless the session closed.
+async fn poll<P: Protocol>(
+    mut attachment: Attachment,
+    mut protocol: P,
+    framing: &Framing,
+    fresh: bool,
+) -> Bytes {
+    let mut frames = Vec::new();
+    protocol.start(&mut frames);
+    if fresh {
+        protocol.opened(&mut frames);
+    } else {
+        let mut step = attachment.step().await;
+        loop {
+            match write_step(&mut attachment, &mut protocol, step, &mut frames).await {
+                Wrote::Close | Wrote::End => return framing.body(&frames),
+                Wrote::Step => break,
+                // `step` is cancel safe, so nothing is lost when nothing is at hand.
+                Wrote::Gap => match tokio::time::timeout(Duration::ZERO, attachment.step()).await {
+                    Ok(next) => step = next,
+                    Err(_) => break,
+                },
+            }
+        }
+    }
+    attachment.detach().await;
+    protocol.end(&mut frames);
+    framing.body(&frames)
+}
+
+/// A streaming response: the prelude, what the connection starts with, then frames, one per
+/// chunk, until the close, a takeover, or `response_limit` bytes of frames (then the protocol's
+/// end).
+fn stream<P: Protocol>(
+    mut attachment: Attachment,
+    mut protocol: P,
+    framing: Framing,
+    fresh: bool,
+) -> Body {
+    let limit = attachment.session.engine.config.response_limit;
+    Body::from_stream(async_stream::stream! {
+        if let Some(prelude) = framing.prelude() {
+            yield Ok::<_, Infallible>(prelude);
+        }
+        let mut frames = Vec::new();
+        protocol.start(&mut frames);
+        if fresh {
+            protocol.opened(&mut frames);
+        }
+        // Framed bytes count from the first frame on, not the prelude (as sockjs-node counts).
+        let mut written = 0;
+        let mut ended = false;
+        loop {
+            for frame in frames.drain(..) {
+                let chunk = framing.chunk(&frame);
+                written += chunk.len();
+                // A frame counts as delivered once hyper has taken it: as far as a server can know.
+                yield Ok(chunk);
+            }
+            if ended || written >= limit {
+                break;
+            }
+            let step = attachment.step().await;
+            let wrote = write_step(&mut attachment, &mut protocol, step, &mut frames).await;
+            ended = matches!(wrote, Wrote::Close | Wrote::End);
+        }
+        if !ended {
+            attachment.detach().await;
+            protocol.end(&mut frames);
+            for frame in frames.drain(..) {
+                yield Ok(framing.chunk(&frame));
+            }
+        }
+    })
+}
