@@ -74,7 +74,7 @@ struct Publisher {
 
 impl Publisher {
     async fn new(server: SocketAddr) -> Publisher {
-        let mut response = Request::post("/rt/native/negotiate").send(server).await;
+        let mut response = Request::post("/rt/native/negotiate?v=2").send(server).await;
         let status = response.status();
         let body = response.text().await;
         assert_eq!(status, 200, "negotiate: {body}");
@@ -96,7 +96,7 @@ impl Publisher {
                 .map(|i| format!("m{i}"))
                 .collect();
             let body = serde_json::to_string(&batch).expect("JSON");
-            let path = format!("/rt/native/send?token={}", self.token);
+            let path = format!("/rt/native/send?v=2&token={}", self.token);
             let mut response = Request::post(&path)
                 .header("Content-Type", "application/json")
                 .body(body)
@@ -659,9 +659,9 @@ async fn away_past_retention_polling() {
 /// it gets in `window.es`.
 const PLAIN_EVENTSOURCE: &str = "(async () => {
   const es = (window.es = { messages: [], ids: [], opens: 0, errors: 0 });
-  const res = await fetch('/rt/native/negotiate', { method: 'POST' });
+  const res = await fetch('/rt/native/negotiate?v=2', { method: 'POST' });
   const { token } = await res.json();
-  const source = new EventSource('/rt/native/sse?token=' + encodeURIComponent(token));
+  const source = new EventSource('/rt/native/sse?v=2&token=' + encodeURIComponent(token));
   window.source = source;
   // Every event is one JSON frame; a batch of messages carries its position as its id.
   source.onmessage = (e) => {

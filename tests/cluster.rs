@@ -307,7 +307,7 @@ async fn websockets_echo_through_the_balancer_on_every_node() {
 
 /// A native session of the chat app, negotiated through the balancer.
 async fn negotiate(cluster: &Cluster) -> String {
-    let mut response = Request::post("/rt/native/negotiate")
+    let mut response = Request::post("/rt/native/negotiate?v=2")
         .send(cluster.addr)
         .await;
     let body = response.text().await;
@@ -320,7 +320,7 @@ async fn negotiate(cluster: &Cluster) -> String {
 async fn publish(cluster: &Cluster, token: &str, range: std::ops::Range<usize>) {
     for i in range {
         let body = serde_json::to_string(&[format!("m{i}")]).expect("JSON");
-        let mut response = Request::post(&format!("/rt/native/send?token={token}"))
+        let mut response = Request::post(&format!("/rt/native/send?v=2&token={token}"))
             .header("Content-Type", "application/json")
             .body(body)
             .send(cluster.addr)
@@ -351,11 +351,11 @@ struct Client {
 }
 
 impl Client {
-    /// `token=…&pos=…` for the next transport request.
+    /// `v=2&token=…&pos=…` for the next transport request.
     fn query(&self) -> String {
         match &self.pos {
-            Some(pos) => format!("token={}&pos={}", self.token, enc(pos)),
-            None => format!("token={}", self.token),
+            Some(pos) => format!("v=2&token={}&pos={}", self.token, enc(pos)),
+            None => format!("v=2&token={}", self.token),
         }
     }
 

@@ -51,10 +51,11 @@ async fn json(server: &Server, request: Request) -> (u16, Value) {
     (status, value)
 }
 
+/// Negotiates a session, with `query` (`&user=ann`) added to the request's.
 async fn negotiate(server: &Server, query: &str) -> String {
     let (status, body) = json(
         server,
-        Request::post(&format!("/rt/native/negotiate{query}")),
+        Request::post(&format!("/rt/native/negotiate?v=2{query}")),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -76,7 +77,7 @@ fn enc(s: &str) -> String {
 
 /// One poll from `pos`: the frames.
 async fn poll(server: &Server, token: &str, pos: Option<&str>) -> Vec<Value> {
-    let mut path = format!("/rt/native/poll?token={token}");
+    let mut path = format!("/rt/native/poll?v=2&token={token}");
     if let Some(pos) = pos {
         path.push_str(&format!("&pos={}", enc(pos)));
     }
@@ -125,7 +126,7 @@ fn numbers(range: std::ops::Range<u32>) -> Vec<String> {
 async fn negotiation_says_what_the_service_offers() {
     let tidings = chat(100);
     let server = start(&tidings).await;
-    let mut response = Request::post("/rt/native/negotiate")
+    let mut response = Request::post("/rt/native/negotiate?v=2")
         .send(server.addr)
         .await;
     assert_eq!(response.status(), 200);
@@ -139,6 +140,7 @@ async fn negotiation_says_what_the_service_offers() {
         body["transports"],
         serde_json::json!(["websocket", "sse", "streaming", "polling"])
     );
+    assert_eq!(body["version"], 2);
     assert_eq!(body["heartbeat_ms"], 25000);
     assert_eq!(body["resume_ms"], 120000);
     assert_eq!(body["max_message_size"], 1000);
@@ -151,7 +153,7 @@ async fn polling_delivers_with_positions_and_goes_on_from_them() {
     let tidings = chat(100);
     let server = start(&tidings).await;
     let token = negotiate(&server, "").await;
-    let sent = Request::post(&format!("/rt/native/send?token={token}")).body(r#"["a","b"]"#);
+    let sent = Request::post(&format!("/rt/native/send?v=2&token={token}")).body(r#"["a","b"]"#);
     assert_eq!(sent.send(server.addr).await.status(), 204);
     let frames = poll(&server, &token, None).await;
     assert_eq!(frames[0]["type"], "open");
@@ -185,7 +187,7 @@ async fn a_client_cut_off_mid_stream_resumes_on_another_transport_with_nothing_l
     let tidings = chat(1000);
     let server = start(&tidings).await;
     let token = negotiate(&server, "").await;
-    let mut stream = Request::get(&format!("/rt/native/stream?token={token}"))
+    let mut stream = Request::get(&format!("/rt/native/stream?v=2&token={token}"))
         .send(server.addr)
         .await;
     assert_eq!(stream.header("content-type"), Some("application/x-ndjson"));
@@ -201,9 +203,12 @@ async fn a_client_cut_off_mid_stream_resumes_on_another_transport_with_nothing_l
     drop(stream);
     publish(&tidings, 10..20).await;
     // Back over SSE, from the position after the last batch it saw.
-    let mut sse = Request::get(&format!("/rt/native/sse?token={token}&pos={}", enc(&pos)))
-        .send(server.addr)
-        .await;
+    let mut sse = Request::get(&format!(
+        "/rt/native/sse?v=2&token={token}&pos={}",
+        enc(&pos)
+    ))
+    .send(server.addr)
+    .await;
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
     let rest = 20 - seen.len();
     assert_eq!(
@@ -238,7 +243,7 @@ async fn sse_resumes_from_last_event_id() {
     let tidings = chat(1000);
     let server = start(&tidings).await;
     let token = negotiate(&server, "").await;
-    let mut sse = Request::get(&format!("/rt/native/sse?token={token}"))
+    let mut sse = Request::get(&format!("/rt/native/sse?v=2&token={token}"))
         .send(server.addr)
         .await;
     assert_eq!(sse.chunk_text().await, "retry: 1000\n\n");
@@ -253,7 +258,7 @@ async fn sse_resumes_from_last_event_id() {
     let id = ids.last().expect("the batch's id: the position after it");
     drop(sse);
     publish(&tidings, 1..4).await;
-    let mut again = Request::get(&format!("/rt/native/sse?token={token}"))
+    let mut again = Request::get(&format!("/rt/native/sse?v=2&token={token}"))
         .header("Last-Event-ID", id)
         .send(server.addr)
         .await;
@@ -265,7 +270,7 @@ async fn websocket_carries_frames_and_a_leaving_client_can_resume() {
     let tidings = chat(1000);
     let server = start(&tidings).await;
     let token = negotiate(&server, "").await;
-    let mut ws = connect(&server.ws_url(&format!("/rt/native/ws?token={token}"))).await;
+    let mut ws = connect(&server.ws_url(&format!("/rt/native/ws?v=2&token={token}"))).await;
     let open: Value = next_json(&mut ws).await;
     assert_eq!(open["type"], "open");
     assert_eq!(open["transport"], "websocket");
@@ -341,11 +346,11 @@ async fn a_new_connection_takes_the_session_over_from_the_old_one() {
     let tidings = chat(100);
     let server = start(&tidings).await;
     let token = negotiate(&server, "").await;
-    let mut old = Request::get(&format!("/rt/native/stream?token={token}"))
+    let mut old = Request::get(&format!("/rt/native/stream?v=2&token={token}"))
         .send(server.addr)
         .await;
     assert!(old.chunk_text().await.contains("\"open\""));
-    let mut new = Request::get(&format!("/rt/native/stream?token={token}"))
+    let mut new = Request::get(&format!("/rt/native/stream?v=2&token={token}"))
         .send(server.addr)
         .await;
     assert!(new.chunk_text().await.contains("\"open\""));
@@ -361,53 +366,56 @@ async fn bad_requests_get_clear_errors_and_leave_other_sessions_alone() {
     let tidings = chat(100);
     let server = start(&tidings).await;
     let bystander = negotiate(&server, "").await;
-    let ann = negotiate(&server, "?user=ann").await;
+    let ann = negotiate(&server, "&user=ann").await;
     let forged = "0123456789abcdef0123456789abcdef";
     let cases = [
-        (Request::get("/rt/native/poll"), 400, "bad-request"),
+        (Request::get("/rt/native/poll?v=2"), 400, "bad-request"),
         (
-            Request::get("/rt/native/poll?token=nothex"),
+            Request::get("/rt/native/poll?v=2&token=nothex"),
             404,
             "unknown-session",
         ),
         (
-            Request::get(&format!("/rt/native/poll?token={forged}")),
+            Request::get(&format!("/rt/native/poll?v=2&token={forged}")),
             404,
             "unknown-session",
         ),
         (
-            Request::get(&format!("/rt/native/poll?token={ann}&user=bob")),
+            Request::get(&format!("/rt/native/poll?v=2&token={ann}&user=bob")),
             403,
             "wrong-user",
         ),
         (
-            Request::get(&format!("/rt/native/poll?token={ann}")),
+            Request::get(&format!("/rt/native/poll?v=2&token={ann}")),
             403,
             "wrong-user",
         ),
         (
-            Request::get(&format!("/rt/native/poll?token={ann}&user=ann&pos=a:zz:1")),
+            Request::get(&format!(
+                "/rt/native/poll?v=2&token={ann}&user=ann&pos=a:zz:1"
+            )),
             400,
             "bad-request",
         ),
         (
-            Request::post(&format!("/rt/native/send?token={bystander}")).body("{}"),
+            Request::post(&format!("/rt/native/send?v=2&token={bystander}")).body("{}"),
             400,
             "bad-request",
         ),
         (
-            Request::post(&format!("/rt/native/send?token={bystander}")).body("[\"x"),
+            Request::post(&format!("/rt/native/send?v=2&token={bystander}")).body("[\"x"),
             400,
             "bad-request",
         ),
         (
-            Request::post(&format!("/rt/native/send?token={bystander}"))
+            Request::post(&format!("/rt/native/send?v=2&token={bystander}"))
                 .body(format!("[\"{}\"]", "x".repeat(1001))),
             413,
             "too-large",
         ),
         (
-            Request::post(&format!("/rt/native/send?token={bystander}")).body(vec![b'x'; 20_000]),
+            Request::post(&format!("/rt/native/send?v=2&token={bystander}"))
+                .body(vec![b'x'; 20_000]),
             413,
             "too-large",
         ),
@@ -423,17 +431,17 @@ async fn bad_requests_get_clear_errors_and_leave_other_sessions_alone() {
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // The auth hook's refusal, with its own status and text.
-    let mut refused = Request::post("/rt/native/negotiate?user=nobody")
+    let mut refused = Request::post("/rt/native/negotiate?v=2&user=nobody")
         .send(server.addr)
         .await;
     assert_eq!(
         (refused.status(), refused.text().await.as_str()),
         (401, "not you")
     );
-    let wrong_method = Request::get("/rt/native/send").send(server.addr).await;
+    let wrong_method = Request::get("/rt/native/send?v=2").send(server.addr).await;
     assert_eq!(wrong_method.status(), 405);
     // Nothing above was delivered; the other session works as before.
-    let sent = Request::post(&format!("/rt/native/send?token={bystander}")).body(r#"["ok"]"#);
+    let sent = Request::post(&format!("/rt/native/send?v=2&token={bystander}")).body(r#"["ok"]"#);
     assert_eq!(sent.send(server.addr).await.status(), 204);
     assert_eq!(messages(&poll(&server, &bystander, None).await).0, ["ok"]);
 }
@@ -451,7 +459,7 @@ async fn a_closed_session_says_so_on_every_transport() {
         .build();
     let server = start(&tidings).await;
     let token = negotiate(&server, "").await;
-    let closed = Request::post(&format!("/rt/native/close?token={token}"));
+    let closed = Request::post(&format!("/rt/native/close?v=2&token={token}"));
     assert_eq!(closed.send(server.addr).await.status(), 204);
     assert_eq!(closes.recv().await, Some(CloseCode::NORMAL));
     let frames = poll(&server, &token, None).await;
@@ -462,10 +470,47 @@ async fn a_closed_session_says_so_on_every_transport() {
         ]
     );
     // A plain EventSource stops reconnecting on 204.
-    let sse = Request::get(&format!("/rt/native/sse?token={token}"))
+    let sse = Request::get(&format!("/rt/native/sse?v=2&token={token}"))
         .send(server.addr)
         .await;
     assert_eq!(sse.status(), 204);
     // Reported once.
     assert!(closes.try_recv().is_err());
+}
+
+/// A page still running a client of another version (the per-message frames of version 1, say,
+/// after a deploy) is refused with a clear error instead of getting frames it cannot read.
+#[tokio::test]
+async fn a_client_of_another_version_is_told_to_reload() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let cases = [
+        Request::post("/rt/native/negotiate"),
+        Request::post("/rt/native/negotiate?v=1"),
+        Request::get(&format!("/rt/native/poll?token={token}")),
+        Request::get(&format!("/rt/native/sse?v=3&token={token}")),
+        Request::post(&format!("/rt/native/send?token={token}")).body(r#"["x"]"#),
+    ];
+    for request in cases {
+        let what = format!("{request:?}");
+        let (status, body) = json(&server, request).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unsupported-version")),
+            "{what}: {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reload")),
+            "{body}"
+        );
+    }
+    // The refused send reached nobody: the session gets only what is published after.
+    publish(&tidings, 0..1).await;
+    assert_eq!(
+        messages(&poll(&server, &token, None).await).0,
+        numbers(0..1)
+    );
 }

@@ -288,6 +288,11 @@ async fn hub_reaches_users_rooms_and_everyone() {
     let online = hub.online().await.expect("online");
     assert_eq!(online.channels, 3);
     assert_eq!(online.users.get("alice"), Some(&2));
+    let mut alices = hub.user_channels("alice").await.expect("user channels");
+    alices.sort();
+    let mut expected: Vec<_> = ids[..2].to_vec();
+    expected.sort();
+    assert_eq!(alices, expected, "alice's two channels, not bob's");
 
     hub.send_to_user("alice", "for alice").await.expect("send");
     assert_eq!(next_text(&mut alice1).await.as_deref(), Some("for alice"));

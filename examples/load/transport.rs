@@ -209,7 +209,7 @@ impl Session {
         let wire = if transport.websocket() {
             let path = match transport {
                 Transport::RawWs => "/broadcast/websocket".to_owned(),
-                Transport::NativeWs => format!("/broadcast/native/ws?token={id}"),
+                Transport::NativeWs => format!("/broadcast/native/ws?v=2&token={id}"),
                 _ => format!("{id}/websocket"),
             };
             let connection = Connection::handshake(tcp(addr).await?, addr, &path)
@@ -382,7 +382,7 @@ impl Session {
             self.sender = Some(HttpConn::new(tcp));
         }
         let path = if self.transport.native() {
-            format!("/broadcast/native/send?token={}", self.id)
+            format!("/broadcast/native/send?v=2&token={}", self.id)
         } else {
             format!("{}/xhr_send", self.id)
         };
@@ -412,9 +412,9 @@ fn receiving_request(transport: Transport, host: &str, id: &str, pos: &str, out:
         Transport::XhrStreaming => ("POST", "/xhr_streaming"),
         Transport::XhrPolling => ("POST", "/xhr"),
         Transport::Eventsource => ("GET", "/eventsource"),
-        Transport::NativeSse => ("GET", "/broadcast/native/sse?token="),
-        Transport::NativeStream => ("GET", "/broadcast/native/stream?token="),
-        _ => ("GET", "/broadcast/native/poll?token="),
+        Transport::NativeSse => ("GET", "/broadcast/native/sse?v=2&token="),
+        Transport::NativeStream => ("GET", "/broadcast/native/stream?v=2&token="),
+        _ => ("GET", "/broadcast/native/poll?v=2&token="),
     };
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -442,7 +442,7 @@ fn receiving_request(transport: Transport, host: &str, id: &str, pos: &str, out:
 async fn negotiate(addr: &str) -> Result<String, String> {
     let mut conn = HttpConn::new(tcp(addr).await?);
     let request = format!(
-        "POST /broadcast/native/negotiate HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "POST /broadcast/native/negotiate?v=2 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
     );
     conn.request(request.as_bytes())
         .await
@@ -564,14 +564,23 @@ fn sockjs_frame(frame: &str, on_event: &mut impl FnMut(Event<'_>) -> bool) -> bo
 /// Calls `each` with every string of a SockJS `[…]` array of strings. Returns false if it is
 /// not one.
 pub(crate) fn sockjs_messages(array: &str, mut each: impl FnMut(&str)) -> bool {
-    // Without a backslash there is no escape, and so no quote inside a string: `","` can only
-    // separate two of them. The publisher's messages always take this path.
+    // Without a backslash there is no escape, and so no quote inside a string: each quote left
+    // is one of the `","` between two strings. The publisher's messages always take this path,
+    // found with `memchr` rather than a substring search set up anew for every frame.
     if !array.contains('\\')
         && let Some(inner) = array
             .strip_prefix("[\"")
             .and_then(|a| a.strip_suffix("\"]"))
     {
-        inner.split("\",\"").for_each(each);
+        let mut rest = inner;
+        while let Some(at) = memchr::memchr(b'"', rest.as_bytes()) {
+            let Some(next) = rest[at..].strip_prefix("\",\"") else {
+                return false;
+            };
+            each(&rest[..at]);
+            rest = next;
+        }
+        each(rest);
         return true;
     }
     match serde_json::from_str::<Vec<String>>(array) {

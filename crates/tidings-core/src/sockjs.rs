@@ -44,31 +44,25 @@ impl Encoded {
     }
 }
 
-/// Appends one `a[…]` frame carrying `messages` in order to `out`, from their shared encodings:
-/// nothing is escaped again.
-pub fn push_messages_frame<'a>(out: &mut String, messages: impl IntoIterator<Item = &'a Encoded>) {
+/// One `a[…]` frame carrying `messages` in order, built from their shared encodings: nothing is
+/// escaped again. (A single message has its frame already: [`Encoded::frame`].)
+pub fn messages_frame<'a, I>(messages: I) -> String
+where
+    I: IntoIterator<Item = &'a Encoded>,
+    I::IntoIter: Clone,
+{
+    let messages = messages.into_iter();
+    let len = 2 + messages.clone().map(|m| m.json.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(len);
     out.push_str("a[");
-    for (i, m) in messages.into_iter().enumerate() {
+    for (i, m) in messages.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(&m.json);
     }
     out.push(']');
-}
-
-/// One `a[…]` frame carrying `messages` in order. A single message reuses its pre-built frame
-/// without copying.
-pub fn messages_frame(messages: &[&Encoded]) -> ByteString {
-    match messages {
-        [one] => one.frame.clone(),
-        _ => {
-            let len = 2 + messages.iter().map(|m| m.json.len() + 1).sum::<usize>();
-            let mut out = String::with_capacity(len);
-            push_messages_frame(&mut out, messages.iter().copied());
-            ByteString::from(out)
-        }
-    }
+    out
 }
 
 /// The close frame, e.g. `c[3000,"Go away!"]`.
@@ -141,8 +135,9 @@ mod tests {
     fn frames_have_exact_bytes() {
         let a = Encoded::new("x");
         let b = Encoded::new("y\"z");
-        assert_eq!(&messages_frame(&[&a])[..], r#"a["x"]"#);
-        assert_eq!(&messages_frame(&[&a, &b])[..], r#"a["x","y\"z"]"#);
+        assert_eq!(messages_frame([&a]), r#"a["x"]"#);
+        assert_eq!(messages_frame([&a]), a.frame().as_ref() as &str);
+        assert_eq!(messages_frame([&a, &b]), r#"a["x","y\"z"]"#);
         assert_eq!(
             close_frame(CloseCode::GO_AWAY, "Go away!"),
             r#"c[3000,"Go away!"]"#
@@ -187,8 +182,7 @@ mod tests {
         #[test]
         fn a_frame_round_trips(msgs in proptest::collection::vec(any::<String>(), 1..8)) {
             let encoded: Vec<Encoded> = msgs.iter().map(|m| Encoded::new(m)).collect();
-            let refs: Vec<&Encoded> = encoded.iter().collect();
-            let frame = messages_frame(&refs);
+            let frame = messages_frame(&encoded);
             prop_assert_eq!(frame.as_bytes()[0], b'a');
             let back = parse_send_body(&frame.as_bytes()[1..]).unwrap();
             prop_assert_eq!(back, msgs);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use tidings_store::{MemoryStore, Retention, Store};
 
 use crate::engine::channel::{Channel, Closed};
 use crate::engine::config::Config;
@@ -14,7 +15,6 @@ use crate::engine::identity::Identity;
 use crate::routes::handshake::{Handshake, Rejection};
 use crate::routes::sockjs::iframe;
 use crate::routes::state::{AuthHook, Routes};
-use tidings_store::{MemoryStore, Retention, Store};
 
 /// A Tidings service: hand its [`router`](Tidings::router) to axum and publish through its
 /// [`hub`](Tidings::hub).

@@ -21,8 +21,7 @@ fn round_trip(messages: &[String]) {
         return;
     }
     let encoded: Vec<Encoded> = messages.iter().map(|m| Encoded::new(m)).collect();
-    let refs: Vec<&Encoded> = encoded.iter().collect();
-    let frame = messages_frame(&refs);
+    let frame = messages_frame(&encoded);
     let back = parse_send_body(frame[1..].as_bytes()).expect("our own frame parses");
     assert_eq!(back, messages);
 }

@@ -93,3 +93,14 @@ local function live_members(key)
   end
   return live
 end
+
+-- The ids of a user's open (not closed) channels.
+local function open_channels(user)
+  local open = {}
+  for _, id in ipairs(live_members(P .. 'u:' .. user)) do
+    if redis.call('HEXISTS', P .. 'c:' .. id, 'k') == 0 then
+      open[#open + 1] = id
+    end
+  end
+  return open
+end

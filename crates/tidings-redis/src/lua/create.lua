@@ -12,17 +12,9 @@ if alias ~= '' then
     end
   end
 end
-if user ~= '' then
-  -- Counted in the script that creates, so simultaneous creations cannot all pass.
-  local open = 0
-  for _, other in ipairs(live_members(P .. 'u:' .. user)) do
-    if redis.call('HEXISTS', P .. 'c:' .. other, 'k') == 0 then
-      open = open + 1
-    end
-  end
-  if open >= limit then
-    return { 'full' }
-  end
+-- Counted in the script that creates, so simultaneous creations cannot all pass.
+if user ~= '' and #open_channels(user) >= limit then
+  return { 'full' }
 end
 if alias ~= '' then
   redis.call('SET', P .. 'a:' .. alias, id)

@@ -3,13 +3,7 @@
 -- ('' for anonymous). 'user': the ids of the user's open channels.
 local what = ARGV[2]
 if what == 'user' then
-  local open = {}
-  for _, id in ipairs(live_members(P .. 'u:' .. ARGV[3])) do
-    if redis.call('HEXISTS', P .. 'c:' .. id, 'k') == 0 then
-      open[#open + 1] = id
-    end
-  end
-  return open
+  return open_channels(ARGV[3])
 end
 local ids
 if what == 'topic' then

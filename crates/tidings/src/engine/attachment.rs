@@ -5,15 +5,16 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor};
+use tidings_store::Topic;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::engine::channel::Closed;
 use crate::engine::error::Error;
 use crate::engine::reader::{Delivery, Reader};
 use crate::engine::session::Session;
-use tidings_store::Topic;
 
 /// What a connection has to write next.
 #[derive(Debug)]
@@ -58,6 +59,10 @@ pub(crate) struct Attachment {
     /// One timer entry per connection on Tokio's shared timer wheel, re-armed lazily: writes
     /// only record the time, and the timer moves itself forward when it fires early.
     timer: Pin<Box<Sleep>>,
+    /// The renewal of the channel (and lock) in the store under way, if any. Kept here, not in
+    /// a spawned task, so that a renewal never reaches the store after the connection let go
+    /// of the lock (it is dropped first), which would take the lock for a request that is gone.
+    renewal: Option<BoxFuture<'static, ()>>,
     /// Cleared once the connection let go of the session on purpose.
     attached: bool,
 }
@@ -72,6 +77,7 @@ impl Attachment {
             holding,
             last_write: now,
             timer: Box::pin(sleep_until(now + heartbeat)),
+            renewal: None,
             attached: true,
         }
     }
@@ -81,7 +87,8 @@ impl Attachment {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe, as [`Reader::next`] is: a transport `select!`s on it and its socket.
+    /// Cancel safe: a transport `select!`s on it and its socket. [`Reader::next`] keeps what a
+    /// cancelled call read, and a renewal under way is kept in the attachment, not in the call.
     pub(crate) async fn step(&mut self) -> Step {
         let heartbeat = self.session.engine.config.heartbeat;
         loop {
@@ -104,33 +111,21 @@ impl Attachment {
                     if due {
                         self.last_write = Instant::now();
                     }
+                    self.timer.as_mut().reset(self.last_write + heartbeat);
                     // The timer fires at least once per heartbeat, busy or idle, so this renews
-                    // the channel in the store well within its time to live.
-                    self.keep_alive().await;
-                    let next = self.last_write + heartbeat;
-                    self.timer.as_mut().reset(next);
+                    // the channel in the store well within its time to live. The heartbeat does
+                    // not wait for the store's round trip.
+                    if self.renewal.is_none() {
+                        self.renewal = Some(Box::pin(renew(self.session.clone(), self.lock())));
+                    }
                     if due {
                         return Step::Heartbeat;
                     }
                 }
+                () = renewing(&mut self.renewal) => {
+                    self.renewal = None;
+                }
             }
-        }
-    }
-
-    async fn keep_alive(&self) {
-        let engine = &self.session.engine;
-        let renewed = async {
-            self.session.touch(engine.session_ttl()).await?;
-            if let Holding::Lock(lock) = self.holding {
-                engine
-                    .store()
-                    .acquire_receiver(self.session.channel.id(), lock, engine.session_ttl())
-                    .await?;
-            }
-            Ok::<_, Error>(())
-        };
-        if let Err(error) = renewed.await {
-            tracing::warn!(%error, "could not renew a session");
         }
     }
 
@@ -138,7 +133,7 @@ impl Attachment {
     /// SockJS session that completed, a resumable connection the client left or another took
     /// over. A session that is its connection ends, as if lost.
     pub(crate) async fn detach(&mut self) {
-        self.attached = false;
+        self.let_go();
         let engine = self.session.engine.clone();
         let id = self.session.channel.id();
         let detached = async {
@@ -164,7 +159,7 @@ impl Attachment {
     /// The session closed (its close was, or is being, written): it ends, and lingers for
     /// `disconnect_delay` answering its close, unless it is its connection.
     pub(crate) async fn close(&mut self, closed: Closed) {
-        self.attached = false;
+        self.let_go();
         let linger = match self.holding {
             Holding::Connection => Duration::ZERO,
             Holding::Lock(_) | Holding::Resumable => self.session.engine.config.disconnect_delay,
@@ -175,7 +170,7 @@ impl Attachment {
     /// The connection is gone (the network, or the client sent something that ends it without
     /// a word): `closed` says how, for the sessions that end with it.
     pub(crate) async fn lost(&mut self, closed: Closed) {
-        self.attached = false;
+        self.let_go();
         match self.holding {
             Holding::Resumable => self.detach().await,
             Holding::Connection | Holding::Lock(_) => self.end(closed, Duration::ZERO).await,
@@ -189,6 +184,13 @@ impl Attachment {
             Holding::Resumable if closed.code != CloseCode::NORMAL => self.detach().await,
             _ => self.close(closed).await,
         }
+    }
+
+    /// The connection lets go of the session on purpose: a renewal under way is dropped (a
+    /// store call it sent is ahead of what follows; one it has not sent never will be).
+    fn let_go(&mut self) {
+        self.attached = false;
+        self.renewal = None;
     }
 
     async fn end(&mut self, closed: Closed, linger: Duration) {
@@ -243,6 +245,31 @@ impl Drop for Attachment {
     }
 }
 
+/// Waits for the renewal under way; never finishes when there is none.
+async fn renewing(renewal: &mut Option<BoxFuture<'static, ()>>) {
+    match renewal {
+        Some(renewal) => renewal.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Renews the channel of `session` in the store, and the receiver lock `lock` when given.
+async fn renew(session: Session, lock: Option<Id128>) {
+    let engine = &session.engine;
+    let ttl = engine.session_ttl();
+    let renewed = async {
+        session.touch(ttl).await?;
+        if let Some(lock) = lock {
+            let id = session.channel.id();
+            engine.store().acquire_receiver(id, lock, ttl).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    if let Err(error) = renewed.await {
+        tracing::warn!(%error, "could not renew a session");
+    }
+}
+
 /// Ends the session and lets go of its receiver lock.
 async fn end(
     session: Session,
@@ -258,5 +285,160 @@ async fn end(
         && let Err(error) = store.release_receiver(id, lock).await
     {
         tracing::warn!(%error, "could not release a receiver");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use tidings_core::{CloseCode, Cursor, Offset};
+    use tidings_store::{
+        Alias, ChannelId, ChannelState, Creation, MemoryStore, Presence, ReadBatch, Record,
+        Retention, Store, StoreError, Topic,
+    };
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::engine::config::Config;
+    use crate::engine::context::{Engine, Handlers};
+    use crate::engine::identity::Identity;
+    use crate::engine::session::{self, Opened};
+
+    /// A `MemoryStore` whose `touch` takes a second, as a remote store's round trip might, and
+    /// counts the touches that completed.
+    struct SlowTouch {
+        inner: MemoryStore,
+        touched: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl Store for SlowTouch {
+        async fn touch(&self, id: ChannelId, ttl: Duration) -> Result<bool, StoreError> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let touched = self.inner.touch(id, ttl).await;
+            self.touched.fetch_add(1, Ordering::SeqCst);
+            touched
+        }
+        async fn append(&self, t: &Topic, r: Record, k: Retention) -> Result<Offset, StoreError> {
+            self.inner.append(t, r, k).await
+        }
+        async fn read(&self, t: &Topic, c: Cursor, max: usize) -> Result<ReadBatch, StoreError> {
+            self.inner.read(t, c, max).await
+        }
+        async fn watch(&self, t: &Topic) -> Result<watch::Receiver<Cursor>, StoreError> {
+            self.inner.watch(t).await
+        }
+        async fn create_channel(
+            &self,
+            state: ChannelState,
+            ttl: Duration,
+            max: usize,
+        ) -> Result<Creation, StoreError> {
+            self.inner.create_channel(state, ttl, max).await
+        }
+        async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+            self.inner.channel(id).await
+        }
+        async fn channel_by_alias(&self, a: &Alias) -> Result<Option<ChannelState>, StoreError> {
+            self.inner.channel_by_alias(a).await
+        }
+        async fn subscribe(&self, id: ChannelId, t: &Topic) -> Result<Option<Cursor>, StoreError> {
+            self.inner.subscribe(id, t).await
+        }
+        async fn unsubscribe(&self, id: ChannelId, t: &Topic) -> Result<bool, StoreError> {
+            self.inner.unsubscribe(id, t).await
+        }
+        async fn save_cursors(
+            &self,
+            id: ChannelId,
+            c: &[(Topic, Cursor)],
+        ) -> Result<(), StoreError> {
+            self.inner.save_cursors(id, c).await
+        }
+        async fn mark_closed(
+            &self,
+            id: ChannelId,
+            c: CloseCode,
+            r: &str,
+        ) -> Result<bool, StoreError> {
+            self.inner.mark_closed(id, c, r).await
+        }
+        async fn end_channel(&self, id: ChannelId, linger: Duration) -> Result<bool, StoreError> {
+            self.inner.end_channel(id, linger).await
+        }
+        async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+            self.inner.remove_channel(id).await
+        }
+        async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError> {
+            self.inner.take_expired(max).await
+        }
+        async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError> {
+            self.inner.drop_idle_topics(idle, max).await
+        }
+        async fn acquire_receiver(
+            &self,
+            id: ChannelId,
+            holder: Id128,
+            ttl: Duration,
+        ) -> Result<bool, StoreError> {
+            self.inner.acquire_receiver(id, holder, ttl).await
+        }
+        async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError> {
+            self.inner.release_receiver(id, holder).await
+        }
+        async fn presence(&self, t: &Topic) -> Result<Presence, StoreError> {
+            self.inner.presence(t).await
+        }
+        async fn online(&self) -> Result<Presence, StoreError> {
+            self.inner.online().await
+        }
+        async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, StoreError> {
+            self.inner.user_channels(user).await
+        }
+    }
+
+    /// A client that keeps talking cancels `step` again and again (the WebSocket loop `select!`s
+    /// on both): heartbeats must still come on time, and the renewals, each a second long, must
+    /// still complete.
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_and_renewals_survive_a_step_cancelled_every_300_ms() {
+        let touched = Arc::new(AtomicUsize::new(0));
+        let store = SlowTouch {
+            inner: MemoryStore::new(),
+            touched: touched.clone(),
+        };
+        let config = Config {
+            heartbeat: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let engine = Arc::new(Engine::new(config, Arc::new(store), Handlers::default()));
+        let Ok(Opened::Created(session, reader)) =
+            session::open(&engine, Identity::anonymous(), None).await
+        else {
+            panic!("a channel without an alias is created");
+        };
+        let mut attachment = Attachment::new(session, reader, Holding::Connection);
+        let started = Instant::now();
+        let mut client = tokio::time::interval(Duration::from_millis(300));
+        let mut heartbeats = Vec::new();
+        while started.elapsed() < Duration::from_secs(20) {
+            tokio::select! {
+                step = attachment.step() => {
+                    assert!(matches!(step, Step::Heartbeat), "only heartbeats: {step:?}");
+                    heartbeats.push(started.elapsed().as_secs());
+                }
+                _ = client.tick() => {}
+            }
+        }
+        assert_eq!(heartbeats, (1..=10).map(|n| n * 2).collect::<Vec<_>>());
+        assert!(
+            touched.load(Ordering::SeqCst) >= 9,
+            "a renewal per heartbeat completed: {}",
+            touched.load(Ordering::SeqCst)
+        );
+        attachment.close(Closed::by(CloseCode::NORMAL)).await;
     }
 }

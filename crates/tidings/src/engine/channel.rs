@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tidings_core::{CloseCode, Offset};
+use tidings_store::{ChannelId, ChannelState, Payload, Topic};
 
 use crate::engine::error::Error;
 use crate::engine::hub::Hub;
-use tidings_store::{ChannelId, ChannelState, Payload, Topic};
 
 /// One client's logical connection, whatever transport carries it.
 ///

@@ -45,9 +45,9 @@ pub struct Config {
     /// a client on one node by that cookie. `/info` reports it to the client (as
     /// `cookie_needed`), which then sends credentials with its XHRs. Default false.
     pub cookie_needed: bool,
-    /// How many bytes of frames a SockJS streaming response (xhr-streaming, EventSource,
-    /// htmlfile) carries before the server ends it and the client opens the next one, so
-    /// the browser can free what it has read. Used by the streaming transports. Default 128 KiB.
+    /// How many bytes of frames a streaming response (SockJS xhr-streaming, EventSource and
+    /// htmlfile; native SSE and streaming) carries before the server ends it and the client
+    /// opens the next one, so the browser can free what it has read. Default 128 KiB.
     pub response_limit: usize,
 }
 

@@ -4,11 +4,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tidings_store::Store;
 
 use crate::engine::channel::{Channel, Closed};
 use crate::engine::config::Config;
 use crate::engine::hub::{Event, Hub};
-use tidings_store::Store;
 
 /// Runs when a channel opens.
 pub(crate) type OpenHandler = Arc<dyn Fn(Channel) -> BoxFuture<'static, ()> + Send + Sync>;

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tidings_core::CloseCode;
 use tidings_core::close::InvalidCloseCode;
-
 use tidings_store::{InvalidTopic, StoreError};
 
 /// Everything that can go wrong in Tidings.

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use tidings_core::{CloseCode, Offset};
+use tidings_store::{ChannelId, Control, Payload, Presence, Record, Retention, Store, Topic};
 use tokio::sync::broadcast;
 
 use crate::engine::error::Error;
-use tidings_store::{ChannelId, Control, Payload, Presence, Record, Retention, Store, Topic};
 
 /// A connect or disconnect, as seen by [`Hub::events`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +175,12 @@ impl Hub {
     /// Channels following `topic`, and their users.
     pub async fn presence(&self, topic: &Topic) -> Result<Presence, Error> {
         Ok(self.inner.store.presence(topic).await?)
+    }
+
+    /// The open channels of `user`, on every node sharing the store: one per tab or device, to
+    /// reach each with [`send_to_channel`](Hub::send_to_channel) or count them.
+    pub async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, Error> {
+        Ok(self.inner.store.user_channels(user).await?)
     }
 
     /// Every open channel, and their users.

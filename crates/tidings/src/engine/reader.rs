@@ -5,11 +5,11 @@ use std::sync::Arc;
 use futures::future::select_all;
 use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Offset};
+use tidings_store::{ChannelId, ChannelState, Control, Payload, Record, Store, Topic};
 use tokio::sync::watch;
 
 use crate::engine::channel::Closed;
 use crate::engine::error::Error;
-use tidings_store::{ChannelId, ChannelState, Control, Payload, Record, Store, Topic};
 
 /// Most records read from one topic per store call; a busy topic is drained over several reads.
 const READ_BATCH: usize = 256;
@@ -254,7 +254,8 @@ impl Reader {
             Control::Close { code, reason } => {
                 self.closing = Some(Closed::new(code, reason));
             }
-            // A control of a later version, written by a newer node sharing the store.
+            // `Control` is `#[non_exhaustive]`: a control of a later version of `tidings-store`
+            // that this engine does not act on.
             _ => {}
         }
         Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tidings_core::Cursor;
 use tidings_core::ids::Id128;
+use tidings_store::{Alias, ChannelId, ChannelState, Control, Creation, Record, StoreError, Topic};
 
 use crate::engine::channel::{Channel, Closed};
 use crate::engine::context::Engine;
@@ -18,7 +19,6 @@ use crate::engine::hub::Event;
 use crate::engine::identity::Identity;
 use crate::engine::reader::Reader;
 use crate::engine::sweeper;
-use tidings_store::{Alias, ChannelId, ChannelState, Control, Creation, Record, StoreError, Topic};
 
 /// A live channel on this node.
 #[derive(Clone)]

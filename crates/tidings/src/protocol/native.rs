@@ -9,11 +9,11 @@
 use tidings_core::escape::push_json_string;
 use tidings_core::position::InvalidPosition;
 use tidings_core::{Cursor, Epoch, Position, TopicRef};
+use tidings_store::{ChannelId, ChannelState, Topic};
 
 use super::{Frame, Protocol};
 use crate::engine::channel::Closed;
 use crate::engine::reader::{Delivered, Missed};
-use tidings_store::{ChannelId, ChannelState, Topic};
 
 /// The native protocol on one transport connection.
 #[derive(Debug)]

@@ -22,15 +22,9 @@ impl Protocol for SockJs {
         let frame = match messages {
             // The frame built when the message was published, shared, not copied.
             [one] => shared_text(one.payload.sockjs().frame().as_bytes()),
-            many => {
-                let len = 2 + many
-                    .iter()
-                    .map(|m| m.payload.sockjs().json().len() + 1)
-                    .sum::<usize>();
-                let mut frame = String::with_capacity(len);
-                sockjs::push_messages_frame(&mut frame, many.iter().map(|m| m.payload.sockjs()));
-                Utf8Bytes::from(frame)
-            }
+            many => Utf8Bytes::from(sockjs::messages_frame(
+                many.iter().map(|m| m.payload.sockjs()),
+            )),
         };
         out.push(Frame::new(frame));
     }

@@ -1,15 +1,19 @@
-//! Admission: the one path every request that opens or uses a channel passes. The origin is
+//! Admission: the checks of requests that open or use a channel, in one place. The origin is
 //! checked, the auth hook says who the client is, and a new channel is created with the
-//! per-user limit checked by the store in the same step.
+//! per-user limit checked by the store in the same step. A SockJS request of a session that
+//! exists already is only bound by the session id the client chose, as in sockjs-node; its
+//! sends check the origin.
 
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use tidings_store::Alias;
 
 use super::handshake::{Handshake, Rejection};
 use super::state::Routes;
 use crate::engine::error::Error;
 use crate::engine::identity::Identity;
 use crate::engine::session::{self, Opened};
-use tidings_store::Alias;
+use crate::transport::respond::request_origin;
 
 /// Why admission refused a request. Each protocol answers it in its own form.
 #[derive(Debug)]
@@ -36,12 +40,27 @@ impl Refused {
     }
 }
 
+/// Whether a request with these headers may use a channel: its `Origin` is allowed.
+pub(crate) fn check_origin(routes: &Routes, headers: &HeaderMap) -> Result<(), Refused> {
+    if routes.engine.config.origin_allowed(request_origin(headers)) {
+        Ok(())
+    } else {
+        Err(Refused::Origin)
+    }
+}
+
+/// Who the client of `handshake` is, as the auth hook answers. Callers check the origin first.
+pub(crate) async fn authenticate(
+    routes: &Routes,
+    handshake: Handshake,
+) -> Result<Identity, Refused> {
+    (routes.auth)(handshake).await.map_err(Refused::Auth)
+}
+
 /// Who the client of `handshake` is: its origin checked, then the auth hook's answer.
 pub(crate) async fn identify(routes: &Routes, handshake: Handshake) -> Result<Identity, Refused> {
-    if !routes.engine.config.origin_allowed(handshake.origin()) {
-        return Err(Refused::Origin);
-    }
-    (routes.auth)(handshake).await.map_err(Refused::Auth)
+    check_origin(routes, handshake.headers())?;
+    authenticate(routes, handshake).await
 }
 
 /// Admits the client of `handshake` and opens a channel for it, found again later by `alias`

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::Serialize;
 use tidings_core::CloseCode;
+use tidings_store::{Alias, ChannelState, random_id};
 
 use super::admission::{self, Refused};
 use super::handshake::Handshake;
@@ -32,10 +33,14 @@ use crate::transport::framing::Framing;
 use crate::transport::respond::method_not_allowed;
 use crate::transport::send::{self, SendBody};
 use crate::transport::{cors, receive, websocket};
-use tidings_store::{Alias, ChannelState, random_id};
 
 /// The browser client, served at `<prefix>/tidings.js`.
 const SCRIPT: &str = include_str!("tidings.js");
+
+/// The version of the native protocol this server speaks. Every request names the version its
+/// client speaks (`v=2`); any other is refused, so that a page still running an older client
+/// after a deploy is told to reload rather than losing messages it cannot read.
+const VERSION: u32 = 2;
 
 /// `Cache-Control` of every native answer: never stored, never transformed by a proxy (a
 /// compressing proxy would hold a stream back).
@@ -49,14 +54,18 @@ pub(crate) fn routes() -> Router<Arc<Routes>> {
         .route("/native/ws", any(ws))
         .route("/native/send", any(send))
         .route("/native/close", any(close))
-        .route("/native/sse", any(|s, r| receive_on(s, Framing::Sse, r)))
+        // Each HTTP transport: its body framing, and its name in the `open` frame.
+        .route(
+            "/native/sse",
+            any(|s, r| receive_on(s, Framing::Sse, "sse", r)),
+        )
         .route(
             "/native/stream",
-            any(|s, r| receive_on(s, Framing::Ndjson, r)),
+            any(|s, r| receive_on(s, Framing::Ndjson, "streaming", r)),
         )
         .route(
             "/native/poll",
-            any(|s, r| receive_on(s, Framing::JsonArray, r)),
+            any(|s, r| receive_on(s, Framing::JsonArray, "polling", r)),
         )
 }
 
@@ -115,6 +124,23 @@ impl IntoResponse for Failure {
     }
 }
 
+/// Refuses a request whose client speaks another version of the protocol.
+fn check_version(parts: &Parts) -> Result<(), Failure> {
+    let spoken = query(parts, "v");
+    match &spoken {
+        Some(v) if v.parse() == Ok(VERSION) => Ok(()),
+        _ => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported-version",
+            format!(
+                "this client speaks version {} of the native protocol, the server version \
+                 {VERSION}: load the current client (reload the page)",
+                spoken.as_deref().unwrap_or("1")
+            ),
+        )),
+    }
+}
+
 /// Admission's refusal, as the native protocol answers it.
 fn refused(refused: Refused) -> Response {
     match refused {
@@ -142,9 +168,11 @@ fn query(parts: &Parts, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// Finds the session a request's token names, and checks the request may use it: admission
-/// (origin, the auth hook), and the hook's user against the one the token was issued to.
+/// Finds the session a request's token names, and checks the request may use it: its origin,
+/// the auth hook, and the hook's user against the one the token was issued to.
 async fn resolve(routes: &Routes, parts: &Parts) -> Result<ChannelState, Response> {
+    admission::check_origin(routes, &parts.headers).map_err(refused)?;
+    check_version(parts).map_err(IntoResponse::into_response)?;
     let Some(token) = query(parts, "token") else {
         return Err(Failure::bad_request("the token parameter is missing").into_response());
     };
@@ -152,20 +180,20 @@ async fn resolve(routes: &Routes, parts: &Parts) -> Result<ChannelState, Respons
     let Ok(token) = token.parse() else {
         return Err(Failure::unknown_session().into_response());
     };
-    let handshake = Handshake::new(
-        parts.method.clone(),
-        parts.uri.clone(),
-        parts.headers.clone(),
-    );
-    let identity = admission::identify(routes, handshake)
-        .await
-        .map_err(refused)?;
     let store = routes.engine.store();
     let state = match store.channel_by_alias(&Alias::Native(token)).await {
         Ok(Some(state)) => state,
         Ok(None) => return Err(Failure::unknown_session().into_response()),
         Err(error) => return Err(Failure::from(&Error::from(error)).into_response()),
     };
+    let handshake = Handshake::new(
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
+    let identity = admission::authenticate(routes, handshake)
+        .await
+        .map_err(refused)?;
     if identity.user != state.user {
         return Err(Failure::new(
             StatusCode::FORBIDDEN,
@@ -219,6 +247,7 @@ fn poll_timeout(config: &Config) -> Duration {
 /// What `negotiate` answers.
 #[derive(Serialize)]
 struct Negotiated {
+    version: u32,
     token: String,
     transports: Vec<&'static str>,
     heartbeat_ms: u128,
@@ -236,6 +265,9 @@ async fn negotiate(State(routes): State<Arc<Routes>>, request: Request) -> Respo
         Method::POST => {}
         Method::OPTIONS => return cors::preflight(&parts.headers, "OPTIONS, POST"),
         _ => return method_not_allowed("OPTIONS, POST"),
+    }
+    if let Err(failure) = check_version(&parts) {
+        return failure.into_response();
     }
     let request_headers = parts.headers.clone();
     let handshake = Handshake::new(parts.method, parts.uri, parts.headers);
@@ -259,6 +291,7 @@ async fn negotiate(State(routes): State<Arc<Routes>>, request: Request) -> Respo
         transports.insert(0, "websocket");
     }
     let body = Negotiated {
+        version: VERSION,
         token: token.to_string(),
         transports,
         heartbeat_ms: config.heartbeat.as_millis(),
@@ -315,13 +348,14 @@ async fn ws(State(routes): State<Arc<Routes>>, request: Request) -> Response {
 async fn receive_on(
     State(routes): State<Arc<Routes>>,
     framing: Framing,
+    transport: &'static str,
     request: Request,
 ) -> Response {
     let (parts, _body) = request.into_parts();
     if parts.method != Method::GET {
         return method_not_allowed("GET");
     }
-    let mut response = match receive(&routes, framing, &parts).await {
+    let mut response = match receive(&routes, framing, transport, &parts).await {
         Ok(response) | Err(response) => response,
     };
     let headers = response.headers_mut();
@@ -330,12 +364,12 @@ async fn receive_on(
     response
 }
 
-async fn receive(routes: &Routes, framing: Framing, parts: &Parts) -> Result<Response, Response> {
-    let transport = match framing {
-        Framing::Sse => "sse",
-        Framing::Ndjson => "streaming",
-        _ => "polling",
-    };
+async fn receive(
+    routes: &Routes,
+    framing: Framing,
+    transport: &'static str,
+    parts: &Parts,
+) -> Result<Response, Response> {
     let state = resolve(routes, parts).await?;
     if state.ended {
         // An EventSource reconnects after every response, except one of 204: that stops it.
@@ -373,15 +407,15 @@ async fn send(State(routes): State<Arc<Routes>>, request: Request) -> Response {
         send::deliver(engine, &state, SendBody::JsonArray, &parts.headers, body)
             .await
             .map_err(|refused| match refused {
-                send::Refused::BodyTooLarge { limit } => Failure::from(&Error::MessageTooLarge {
+                send::SendError::BodyTooLarge { limit } => Failure::from(&Error::MessageTooLarge {
                     size: limit + 1,
                     limit: max,
                 })
                 .into_response(),
-                send::Refused::Payload(_) => {
+                send::SendError::Payload(_) => {
                     Failure::bad_request("the body must be a JSON array of strings").into_response()
                 }
-                send::Refused::MessageTooLarge(error) => Failure::from(&error).into_response(),
+                send::SendError::MessageTooLarge(error) => Failure::from(&error).into_response(),
             })
     };
     let mut response = match delivered.await {

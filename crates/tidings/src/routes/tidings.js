@@ -67,6 +67,8 @@
  */
 
 const ALL = /** @type {TransportName[]} */ (['websocket', 'sse', 'streaming', 'polling']);
+/** The version of the native protocol this client speaks, sent with every request. */
+const VERSION = 2;
 const BACKOFF = { initial: 500, max: 30000, factor: 2, jitter: 0.5 };
 /** A streaming response whose first frame took longer than this and whose end came right
  * after it was held back by a buffering proxy. */
@@ -236,7 +238,7 @@ export class Connection extends EventTarget {
 
   #negotiate() {
     if (this.#readyState === Connection.CLOSED) return;
-    this.#request('POST', '/native/negotiate', '').then(
+    this.#request('POST', `/native/negotiate?v=${VERSION}`, '').then(
       async (res) => {
         if (!res) return;
         if (!res.ok) {
@@ -450,13 +452,15 @@ export class Connection extends EventTarget {
       case 'messages':
         // A batch is handed on whole, then its position is taken: a client that resumes from
         // it gets exactly what came after the batch.
-        if (Array.isArray(f.data)) {
-          for (const data of f.data) {
-            if (this.#readyState === Connection.CLOSED) return; // close() from a handler
-            this.dispatchEvent(new MessageEvent('message', { data: String(data) }));
-          }
+        if (!Array.isArray(f.data) || typeof f.pos !== 'string') {
+          this.#log(`${a.name}: malformed messages frame ignored`);
+          break;
         }
-        if (typeof f.pos === 'string') this.#pos = f.pos;
+        for (const data of f.data) {
+          if (this.#readyState === Connection.CLOSED) return; // close() from a handler
+          this.dispatchEvent(new MessageEvent('message', { data: String(data) }));
+        }
+        this.#pos = f.pos;
         break;
       case 'gap':
         if (typeof f.pos === 'string') this.#pos = f.pos;
@@ -574,7 +578,7 @@ export class Connection extends EventTarget {
    * @param {boolean} withPos
    */
   #path(path, withPos) {
-    let q = `${path}?token=${encodeURIComponent(this.#token ?? '')}`;
+    let q = `${path}?v=${VERSION}&token=${encodeURIComponent(this.#token ?? '')}`;
     if (withPos && this.#pos !== null) q += `&pos=${encodeURIComponent(this.#pos)}`;
     return q;
   }

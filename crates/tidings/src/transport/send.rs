@@ -10,11 +10,11 @@ use std::sync::Arc;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, header};
 use tidings_core::sockjs::{self, PayloadError};
+use tidings_store::ChannelState;
 
 use crate::engine::context::Engine;
 use crate::engine::error::Error;
 use crate::engine::session::Session;
-use tidings_store::ChannelState;
 
 /// How a send's body holds its messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub(crate) enum SendBody {
 
 /// Why a send was refused; nothing of it was delivered.
 #[derive(Debug)]
-pub(crate) enum Refused {
+pub(crate) enum SendError {
     /// The body is over `limit` bytes.
     BodyTooLarge {
         /// The most bytes a body may have.
@@ -56,19 +56,19 @@ pub(crate) async fn deliver(
     format: SendBody,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(), Refused> {
+) -> Result<(), SendError> {
     let max = engine.config.max_message_size;
     let limit = body_limit(max);
     let body = to_bytes(body, limit)
         .await
-        .map_err(|_| Refused::BodyTooLarge { limit })?;
+        .map_err(|_| SendError::BodyTooLarge { limit })?;
     let messages = match format {
         SendBody::JsonArray => sockjs::parse_send_body(&body),
         SendBody::Form => parse_form(headers, &body),
     }
-    .map_err(Refused::Payload)?;
+    .map_err(SendError::Payload)?;
     if let Some(size) = messages.iter().map(String::len).find(|len| *len > max) {
-        return Err(Refused::MessageTooLarge(Error::MessageTooLarge {
+        return Err(SendError::MessageTooLarge(Error::MessageTooLarge {
             size,
             limit: max,
         }));

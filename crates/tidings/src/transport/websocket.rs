@@ -200,6 +200,7 @@ pub(crate) async fn refuse<S: Sink<Message> + Unpin, P: Protocol>(
 ) {
     let _ = write_close(&mut socket, &mut protocol, &closed).await;
 }
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tidings_core::CloseCode;
+use tidings_store::{Alias, ChannelState, random_id};
 
 use super::admission;
 use super::handshake::Handshake;
@@ -31,10 +32,9 @@ use crate::protocol::raw::Raw;
 use crate::protocol::sockjs::SockJs;
 use crate::transport::callback::Callback;
 use crate::transport::framing::Framing;
-use crate::transport::respond::{method_not_allowed, not_found, plain, request_origin};
-use crate::transport::send::{self, Refused, SendBody};
+use crate::transport::respond::{method_not_allowed, not_found, plain};
+use crate::transport::send::{self, SendBody, SendError};
 use crate::transport::{cache, cors, receive, websocket};
-use tidings_store::{Alias, ChannelState, random_id};
 
 pub(crate) mod cookie;
 pub(crate) mod iframe;
@@ -261,9 +261,7 @@ async fn send(
 ) -> Response {
     let engine = &routes.engine;
     let delivered = async {
-        if !engine.config.origin_allowed(request_origin(request)) {
-            return Err(plain(StatusCode::FORBIDDEN, "Origin not allowed\n"));
-        }
+        admission::check_origin(routes, request).map_err(admission::Refused::into_plain)?;
         let alias = Alias::SockJs(key.to_owned());
         let state = match engine.store().channel_by_alias(&alias).await {
             Ok(Some(state)) => state,
@@ -273,14 +271,14 @@ async fn send(
         send::deliver(engine, &state, format, request, body)
             .await
             .map_err(|refused| match refused {
-                Refused::BodyTooLarge { limit } => plain(
+                SendError::BodyTooLarge { limit } => plain(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("Request body over {limit} bytes.\n"),
                 ),
-                Refused::Payload(error) => {
+                SendError::Payload(error) => {
                     plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
                 }
-                Refused::MessageTooLarge(error) => error.into_response(),
+                SendError::MessageTooLarge(error) => error.into_response(),
             })
     };
     let mut response = match delivered.await {
