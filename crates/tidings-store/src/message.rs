@@ -1,6 +1,8 @@
 //! Messages as topics hold them: encoded once at publish, shared by every recipient.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -15,13 +17,28 @@ use crate::topic::Topic;
 ///
 /// Cloning is a reference-count increment; every frame that carries the message is assembled
 /// from these shared bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Payload(Arc<Inner>);
 
-#[derive(Debug, PartialEq, Eq)]
 struct Inner {
     text: ByteString,
     sockjs: Encoded,
+    /// A form the layer above builds once per message: see [`Payload::shared_form`].
+    form: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.text == other.0.text
+    }
+}
+
+impl Eq for Payload {}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Payload").field(&self.text()).finish()
+    }
 }
 
 impl Payload {
@@ -39,7 +56,26 @@ impl Payload {
         } else {
             ByteString::from(text)
         };
-        Payload(Arc::new(Inner { text, sockjs }))
+        Payload(Arc::new(Inner {
+            text,
+            sockjs,
+            form: OnceLock::new(),
+        }))
+    }
+
+    /// A form of the message that the layer above the store builds once, with `make`, and
+    /// shares with every later caller: for wire types this crate does not know (the `tidings`
+    /// crate keeps the message's WebSocket texts here, so that no recipient checks them again).
+    /// The payload holds one such form: a caller asking for another type gets `None` and builds
+    /// its own.
+    pub fn shared_form<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&Payload) -> T,
+    ) -> Option<&T> {
+        self.0
+            .form
+            .get_or_init(|| Box::new(make(self)))
+            .downcast_ref()
     }
 
     /// The message text.
@@ -90,6 +126,22 @@ mod tests {
                 serde_json::from_str(&payload.sockjs().frame()[1..]).unwrap();
             assert_eq!(decoded, [text]);
         }
+    }
+
+    #[test]
+    fn a_shared_form_is_built_once_and_holds_one_type() {
+        let payload = Payload::new("x");
+        let copy = payload.clone();
+        let mut built = 0;
+        for p in [&payload, &copy] {
+            let form = p.shared_form(|p| {
+                built += 1;
+                p.text().len() * 10
+            });
+            assert_eq!(form, Some(&10));
+        }
+        assert_eq!(built, 1);
+        assert_eq!(payload.shared_form(|_| "another type"), None);
     }
 
     #[test]

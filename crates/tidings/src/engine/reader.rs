@@ -217,7 +217,10 @@ impl Reader {
                         topic: topic.clone(),
                         cursor: Cursor::new(batch.cursor.epoch, offset),
                     }),
-                    Record::Control(control) => self.apply(control, offset).await?,
+                    // Boxed: controls are rare, and their store calls would otherwise make
+                    // every reader's `next` future (moved on each poll loop of a connection)
+                    // several hundred bytes larger.
+                    Record::Control(control) => Box::pin(self.apply(control, offset)).await?,
                 }
                 if self.closing.is_some() || self.taken_over {
                     break;

@@ -11,6 +11,8 @@ use std::ops::Range;
 
 use axum::extract::ws::Utf8Bytes;
 
+use tidings_store::Payload;
+
 use crate::engine::channel::Closed;
 use crate::engine::reader::{Delivered, Missed};
 
@@ -25,7 +27,9 @@ pub(crate) struct Frame {
     text: Utf8Bytes,
     /// Where in `text` the position is that a client resumes from after this frame, for frames
     /// that carry one (Server-Sent Events send it as the event's `id`).
-    resume: Option<Range<usize>>,
+    /// (Start and end as `u32`: frames are far below 4 GiB, and a smaller frame is cheaper to
+    /// move for every message of every recipient.)
+    resume: Option<(u32, u32)>,
 }
 
 impl Frame {
@@ -39,7 +43,12 @@ impl Frame {
 
     /// A frame of `text` that carries the client's resume position at `resume`.
     pub(crate) fn resuming(text: String, resume: Range<usize>) -> Self {
-        let resume = text.get(resume.clone()).map(|_| resume);
+        let resume = text.get(resume.clone()).and_then(|_| {
+            Some((
+                u32::try_from(resume.start).ok()?,
+                u32::try_from(resume.end).ok()?,
+            ))
+        });
         Frame {
             text: text.into(),
             resume,
@@ -58,15 +67,51 @@ impl Frame {
 
     /// The position a client resumes from after this frame, if it carries one.
     pub(crate) fn resume(&self) -> Option<&str> {
-        self.text.as_str().get(self.resume.clone()?)
+        let (start, end) = self.resume?;
+        self.text.as_str().get(start as usize..end as usize)
     }
 }
 
-/// Shared bytes as frame text. They are always UTF-8 (a [`Payload`](crate::Payload)'s forms are
-/// built from `str`), but axum's text type checks again: about 6 ns for a 40-byte frame, once per
-/// recipient; copying would cost more.
-pub(crate) fn shared_text(bytes: &bytes::Bytes) -> Utf8Bytes {
-    Utf8Bytes::try_from(bytes.clone()).unwrap_or_default()
+/// A message as WebSocket text, in the forms the protocols send it whole: built once per message
+/// on this node and kept in the payload ([`Payload::shared_form`]), so that no recipient pays for
+/// axum's UTF-8 check (about 8 ns for a 64-byte message, once per recipient, had each built it).
+pub(crate) struct Texts {
+    /// The text itself (raw WebSocket).
+    pub(crate) text: Utf8Bytes,
+    /// `a["…"]`, the message alone in a SockJS frame.
+    pub(crate) sockjs_frame: Utf8Bytes,
+}
+
+impl Texts {
+    /// The text of `payload`, shared.
+    #[inline]
+    pub(crate) fn text(payload: &Payload) -> Utf8Bytes {
+        Texts::of(payload, |t| t.text.clone())
+    }
+
+    /// `a["…"]` of `payload`, shared.
+    #[inline]
+    pub(crate) fn sockjs_frame(payload: &Payload) -> Utf8Bytes {
+        Texts::of(payload, |t| t.sockjs_frame.clone())
+    }
+
+    /// One of the texts of `payload`: shared when the payload can hold them, else built here.
+    #[inline]
+    fn of(payload: &Payload, pick: impl FnOnce(&Texts) -> Utf8Bytes) -> Utf8Bytes {
+        match payload.shared_form(Texts::build) {
+            Some(texts) => pick(texts),
+            None => pick(&Texts::build(payload)),
+        }
+    }
+
+    fn build(payload: &Payload) -> Texts {
+        // Both are built from `str`, so the checks pass.
+        let text = |bytes: &bytes::Bytes| Utf8Bytes::try_from(bytes.clone()).unwrap_or_default();
+        Texts {
+            text: text(payload.text_bytes()),
+            sockjs_frame: text(payload.sockjs().frame().as_bytes()),
+        }
+    }
 }
 
 /// One wire protocol: what a transport writes for each thing the engine delivers, and how it

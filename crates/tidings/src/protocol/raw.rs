@@ -1,7 +1,7 @@
 //! Raw WebSocket: one text message per application message, both ways, with no framing at all.
 //! Heartbeats and the close are the WebSocket's own (a ping; a close frame with the code).
 
-use super::{Frame, Protocol, shared_text};
+use super::{Frame, Protocol, Texts};
 use crate::engine::channel::Closed;
 use crate::engine::reader::Delivered;
 
@@ -12,11 +12,7 @@ pub(crate) struct Raw;
 impl Protocol for Raw {
     fn messages(&mut self, messages: &[Delivered], out: &mut Vec<Frame>) {
         // The text as published, shared by every recipient.
-        out.extend(
-            messages
-                .iter()
-                .map(|m| Frame::new(shared_text(m.payload.text_bytes()))),
-        );
+        out.extend(messages.iter().map(|m| Frame::new(Texts::text(&m.payload))));
     }
 
     fn heartbeat(&mut self, _out: &mut Vec<Frame>) {}

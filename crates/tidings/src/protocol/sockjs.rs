@@ -5,7 +5,7 @@
 use axum::extract::ws::Utf8Bytes;
 use tidings_core::{CloseCode, sockjs};
 
-use super::{Frame, Protocol, shared_text};
+use super::{Frame, Protocol, Texts};
 use crate::engine::channel::Closed;
 use crate::engine::reader::Delivered;
 
@@ -21,7 +21,7 @@ impl Protocol for SockJs {
     fn messages(&mut self, messages: &[Delivered], out: &mut Vec<Frame>) {
         let frame = match messages {
             // The frame built when the message was published, shared, not copied.
-            [one] => shared_text(one.payload.sockjs().frame().as_bytes()),
+            [one] => Texts::sockjs_frame(&one.payload),
             many => Utf8Bytes::from(sockjs::messages_frame(
                 many.iter().map(|m| m.payload.sockjs()),
             )),
