@@ -9,8 +9,23 @@ use crate::id::ChannelId;
 ///
 /// Broadcast, rooms, users and single channels are all topics. The names Tidings uses itself
 /// start with `$`; application topics ([`Topic::new`]) may not.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Topic(Arc<str>);
+
+/// By the name, as equality compares it.
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// Equal names. Clones of one `Topic` share their name, which settles most comparisons (a
+/// reader's deliveries against its own topics) without reading it.
+impl PartialEq for Topic {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl Topic {
     /// The longest application topic name, in bytes.
