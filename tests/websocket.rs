@@ -350,10 +350,22 @@ async fn per_user_channel_limit_is_429() {
 
 #[tokio::test]
 async fn lagging_subscriber_is_closed_with_3001() {
+    // The connection task awaits `on_message` before it reads the channel again: a handler held
+    // on a gate keeps the reader still while the channel's topic runs past its retention.
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let held = gate.clone();
     let tidings = tidings_tests::builder()
         .retention(Retention {
             messages: 10,
             bytes: 1 << 20,
+        })
+        .on_message(move |_, _| {
+            let (held, entered_tx) = (held.clone(), entered_tx.clone());
+            async move {
+                let _ = entered_tx.send(());
+                held.notified().await;
+            }
         })
         .build();
     let hub = tidings.hub();
@@ -364,14 +376,19 @@ async fn lagging_subscriber_is_closed_with_3001() {
     let Ok(tidings::Event::Connected { channel, .. }) = events.recv().await else {
         panic!("no connect event")
     };
-    // Fill the channel's private topic past its retention in one go, faster than the connection
-    // task can read it: the reader finds a gap and closes.
-    // On a remote store each send takes a round trip, long enough for the reader to keep up:
-    // all are sent at once there.
-    let store_burst = (0..50).map(|i| hub.send_to_channel(channel, format!("m{i}")));
-    for sent in futures::future::join_all(store_burst).await {
-        sent.expect("send");
+    send_text(&mut ws, r#"["hold"]"#).await;
+    entered.recv().await.expect("the handler runs");
+    // More than the 1024 newest records a Redis node keeps a copy of, so that the reader's
+    // cursor is behind what every store still holds.
+    for chunk in (0..1100).collect::<Vec<_>>().chunks(100) {
+        let burst = chunk
+            .iter()
+            .map(|i| hub.send_to_channel(channel, format!("m{i}")));
+        for sent in futures::future::join_all(burst).await {
+            sent.expect("send");
+        }
     }
+    gate.notify_one();
     let mut last = String::new();
     while let Some(frame) = next_text(&mut ws).await {
         last = frame;
