@@ -41,3 +41,4 @@ fuzz seconds="60":
     cd crates/tidings-core/fuzz && cargo +nightly fuzz run client_payload -- -max_total_time={{seconds}}
     cd crates/tidings-core/fuzz && cargo +nightly fuzz run escape -- -max_total_time={{seconds}}
     cd crates/tidings-core/fuzz && cargo +nightly fuzz run position -- -max_total_time={{seconds}}
+    cd crates/tidings-core/fuzz && cargo +nightly fuzz run stomp -- -max_total_time={{seconds}}

@@ -37,6 +37,7 @@ fn channel(alias: Option<&str>) -> ChannelState {
         closed: None,
         alias: alias.map(|a| Alias::SockJs(a.to_owned())),
         ended: false,
+        labels: BTreeMap::new(),
     }
 }
 

@@ -1373,3 +1373,19 @@ async fn broken_sends_do_not_disturb_other_sessions() {
     };
     tokio::join!(flood, echo);
 }
+
+/// A message and the close right after it, read by one poll: the poll answers the message, and
+/// the next one the close (it is not skipped with the message's batch).
+#[tokio::test]
+async fn a_poll_that_answers_a_message_leaves_the_close_after_it_for_the_next() {
+    let builder = tidings_tests::builder().on_message(|channel, text| async move {
+        channel.send(text).await.expect("send");
+        channel.close(3000, "Go away!").await.expect("close");
+    });
+    let server = service("/bye", builder).await;
+    let id = session();
+    assert_eq!(xhr(&server, "/bye", &id).await, "o\n");
+    xhr_send(&server, "/bye", &id, r#"["last"]"#).await;
+    assert_eq!(xhr(&server, "/bye", &id).await, "a[\"last\"]\n");
+    assert_eq!(xhr(&server, "/bye", &id).await, "c[3000,\"Go away!\"]\n");
+}

@@ -1,4 +1,4 @@
-//! Wire formats and pure logic of [Tidings](https://docs.rs/tidings), with no I/O: SockJS frames
+//! Wire formats and pure logic of [Tidings](https://docs.rs/tidings), with no I/O: SockJS frames, STOMP frames
 //! and escaping, topic offsets and cursors, identifiers and the close-code table.
 //!
 //! ```
@@ -14,6 +14,7 @@ pub mod escape;
 pub mod ids;
 pub mod position;
 pub mod sockjs;
+pub mod stomp;
 
 pub use close::CloseCode;
 pub use position::{Cursor, Epoch, Offset, Position, TopicRef};

@@ -1,6 +1,7 @@
 //! How records, cursors and channel state are written in Redis, and read back.
 //!
-//! Everything is text: a record is `m<text>` (a message) or `c<json>` (a control), a cursor is
+//! Everything is text: a record is `m<text>` (a message), `h<json headers>\n<text>` (a message
+//! with headers) or `c<json>` (a control), a cursor is
 //! `<epoch>:<offset>` in decimal, and a channel is a hash whose fields the scripts in `lua/`
 //! document.
 
@@ -15,7 +16,13 @@ use tidings_store::{Control, Record};
 /// A record as stored.
 pub(crate) fn encode_record(record: &Record) -> Result<String, StoreError> {
     match record {
-        Record::Message(payload) => Ok(format!("m{}", payload.text())),
+        Record::Message(payload) if payload.headers().is_empty() => {
+            Ok(format!("m{}", payload.text()))
+        }
+        // Headers as a JSON array of pairs (which holds no raw newline), a newline, the text.
+        Record::Message(payload) => serde_json::to_string(payload.headers())
+            .map(|headers| format!("h{headers}\n{}", payload.text()))
+            .map_err(|error| StoreError::Corrupt(format!("cannot encode headers: {error}"))),
         Record::Control(control) => serde_json::to_string(control)
             .map(|json| format!("c{json}"))
             .map_err(|error| StoreError::Corrupt(format!("cannot encode a control: {error}"))),
@@ -25,6 +32,14 @@ pub(crate) fn encode_record(record: &Record) -> Result<String, StoreError> {
 pub(crate) fn decode_record(stored: &str) -> Result<Record, StoreError> {
     if let Some(text) = stored.strip_prefix('m') {
         return Ok(Record::Message(Payload::new(text)));
+    }
+    if let Some(rest) = stored.strip_prefix('h') {
+        let (headers, text) = rest
+            .split_once('\n')
+            .ok_or_else(|| corrupt("record", stored))?;
+        let headers: Vec<(String, String)> =
+            serde_json::from_str(headers).map_err(|_| corrupt("headers", headers))?;
+        return Ok(Record::Message(Payload::with_headers(text, headers)));
     }
     let control: Control = stored
         .strip_prefix('c')
@@ -71,6 +86,7 @@ pub(crate) fn decode_channel(value: Value) -> Result<Option<ChannelState>, Store
         closed: None,
         alias: None,
         ended: false,
+        labels: BTreeMap::new(),
     };
     let fields = texts(hash)?;
     for pair in fields.chunks_exact(2) {
@@ -97,6 +113,10 @@ pub(crate) fn decode_channel(value: Value) -> Result<Option<ChannelState>, Store
                     state
                         .topics
                         .insert(Topic::from_stored(topic), decode_cursor(value)?);
+                } else if let Some(topic) = field.strip_prefix("l:") {
+                    state
+                        .labels
+                        .insert(Topic::from_stored(topic), value.clone());
                 }
             }
         }
@@ -209,6 +229,13 @@ mod tests {
             Record::Control(Control::Close {
                 code: CloseCode::GO_AWAY,
                 reason: "Go away!".to_owned(),
+            }),
+            Record::Message(Payload::with_headers(
+                "m\nline",
+                vec![("a".into(), "b\nc".into()), ("x".into(), String::new())],
+            )),
+            Record::Control(Control::Reply {
+                text: "ERROR\n\n\0".to_owned(),
             }),
         ] {
             let stored = encode_record(&record).unwrap();

@@ -41,7 +41,7 @@ use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value
 use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
 use tidings_store::Record;
-use tidings_store::{Alias, ChannelId, Creation, Store, Topic};
+use tidings_store::{Alias, ChannelId, Creation, Store, Subscription, Topic};
 use tidings_store::{ChannelState, Presence, ReadBatch, Retention, StoreError, read_start};
 use tokio::sync::{mpsc, watch};
 
@@ -456,12 +456,23 @@ impl Store for RedisStore {
         codec::decode_channel(answer)
     }
 
-    async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError> {
+    async fn subscribe(
+        &self,
+        id: ChannelId,
+        topic: &Topic,
+        how: &Subscription,
+    ) -> Result<Option<Cursor>, StoreError> {
         let redis = self.redis();
+        let from = how.from.map(codec::encode_cursor).unwrap_or_default();
+        let label = how
+            .label
+            .as_ref()
+            .map(|l| format!("={l}"))
+            .unwrap_or_default();
         let answer = redis
             .run(
                 &redis.scripts.subscribe,
-                args![id, topic.as_str(), new_epoch()],
+                args![id, topic.as_str(), new_epoch(), from, label],
             )
             .await?;
         match answer {

@@ -29,7 +29,7 @@ use crate::id::ChannelId;
 use crate::id::random_id;
 use crate::message::{Control, Payload, Record};
 use crate::store::{
-    ChannelState, Creation, Gap, Presence, ReadBatch, Retention, Store, StoreError,
+    ChannelState, Creation, Gap, Presence, ReadBatch, Retention, Store, StoreError, Subscription,
 };
 use crate::topic::Topic;
 
@@ -56,6 +56,7 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     watch_head(make()).await;
     channel_lifecycle(make()).await;
     subscriptions(make()).await;
+    labelled_subscriptions(make()).await;
     presence(make()).await;
     user_channels(make()).await;
     mark_closed(make()).await;
@@ -148,6 +149,7 @@ pub async fn user_limit<S: Store>(store: S) {
             closed: None,
             alias: None,
             ended: false,
+            labels: BTreeMap::new(),
         };
         store.create_channel(state, LONG, limit)
     };
@@ -348,6 +350,16 @@ pub async fn ordering<S: Store>(store: S) {
     sent.push(message(
         "caf\u{e9} \u{2028} \"quoted\" \\ <b>&amp;</b> \u{1f600}",
     ));
+    sent.push(Record::Message(Payload::with_headers(
+        "with headers",
+        vec![
+            ("content-type".to_owned(), "text/plain".to_owned()),
+            ("x:odd\n".to_owned(), "a\\b:c".to_owned()),
+        ],
+    )));
+    sent.push(Record::Control(Control::Reply {
+        text: "RECEIPT\nreceipt-id:r1\n\n\0".to_owned(),
+    }));
     sent.push(Record::Control(Control::Subscribe {
         topic: topic("room"),
     }));
@@ -755,6 +767,7 @@ pub async fn channel_lifecycle<S: Store>(store: S) {
         closed: None,
         alias: None,
         ended: false,
+        labels: BTreeMap::new(),
     };
     let created = created(ok(
         store.create_channel(state, LONG, usize::MAX).await,
@@ -855,11 +868,19 @@ pub async fn subscriptions<S: Store>(store: S) {
     let unknown = ChannelId::random();
 
     assert_eq!(
-        ok(store.subscribe(unknown, &room).await, "subscribe"),
+        ok(
+            store
+                .subscribe(unknown, &room, &Subscription::default())
+                .await,
+            "subscribe"
+        ),
         None,
         "[subscriptions] subscribing an unknown channel must return None"
     );
-    let first = ok(store.subscribe(id, &room).await, "subscribe");
+    let first = ok(
+        store.subscribe(id, &room, &Subscription::default()).await,
+        "subscribe",
+    );
     assert_eq!(
         first,
         Some(at(2)),
@@ -867,7 +888,10 @@ pub async fn subscriptions<S: Store>(store: S) {
     );
     append(&store, &room, message("m3"), ample()).await;
     assert_eq!(
-        ok(store.subscribe(id, &room).await, "subscribe"),
+        ok(
+            store.subscribe(id, &room, &Subscription::default()).await,
+            "subscribe"
+        ),
         first,
         "[subscriptions] subscribing twice must keep the first cursor"
     );
@@ -924,9 +948,69 @@ pub async fn subscriptions<S: Store>(store: S) {
         "[subscriptions] `save_cursors` must not resubscribe an unsubscribed topic"
     );
     assert_eq!(
-        ok(store.subscribe(id, &room).await, "subscribe"),
+        ok(
+            store.subscribe(id, &room, &Subscription::default()).await,
+            "subscribe"
+        ),
         Some(at(3)),
         "[subscriptions] subscribing again after unsubscribing starts at the current head"
+    );
+    ok(store.remove_channel(id).await, "remove_channel");
+}
+
+/// Checks that a subscription can start at an earlier cursor (history, resume), that its label
+/// is kept in the channel's state, replaced by a later one, kept when a later subscribe gives
+/// none, and dropped with the subscription.
+pub async fn labelled_subscriptions<S: Store>(store: S) {
+    let room = topic("labelled");
+    let epoch = head(&store, &room).await.epoch;
+    let at = |n| Cursor::new(epoch, Offset(n));
+    for n in 1..=5 {
+        append(&store, &room, message(format!("m{n}")), ample()).await;
+    }
+    let id = create(&store, None, &[], LONG).await.id;
+    let how = Subscription {
+        from: Some(at(2)),
+        label: Some("sub-0".to_owned()),
+    };
+    assert_eq!(
+        ok(store.subscribe(id, &room, &how).await, "subscribe"),
+        Some(at(2)),
+        "[labelled_subscriptions] a subscription from a cursor must start there"
+    );
+    let state = ok(store.channel(id).await, "channel").expect("the channel exists");
+    assert_eq!(
+        (
+            state.topics.get(&room),
+            state.labels.get(&room).map(String::as_str)
+        ),
+        (Some(&at(2)), Some("sub-0")),
+        "[labelled_subscriptions] the state must hold the cursor and the label"
+    );
+    let again = Subscription {
+        from: Some(at(4)),
+        label: Some("sub-0\nsub-1".to_owned()),
+    };
+    ok(store.subscribe(id, &room, &again).await, "subscribe");
+    ok(
+        store.subscribe(id, &room, &Subscription::default()).await,
+        "subscribe",
+    );
+    let state = ok(store.channel(id).await, "channel").expect("the channel exists");
+    assert_eq!(
+        (
+            state.topics.get(&room),
+            state.labels.get(&room).map(String::as_str)
+        ),
+        (Some(&at(2)), Some("sub-0\nsub-1")),
+        "[labelled_subscriptions] subscribing again keeps the cursor, takes a new label and \
+         keeps it when none is given"
+    );
+    ok(store.unsubscribe(id, &room).await, "unsubscribe");
+    let state = ok(store.channel(id).await, "channel").expect("the channel exists");
+    assert!(
+        state.labels.is_empty(),
+        "[labelled_subscriptions] unsubscribing must drop the label"
     );
     ok(store.remove_channel(id).await, "remove_channel");
 }
@@ -986,7 +1070,10 @@ pub async fn presence<S: Store>(store: S) {
     )
     .await;
 
-    ok(store.subscribe(b, &room).await, "subscribe");
+    ok(
+        store.subscribe(b, &room, &Subscription::default()).await,
+        "subscribe",
+    );
     check(
         &room,
         4,
@@ -1575,6 +1662,7 @@ async fn create<S: Store>(
         closed: None,
         alias: None,
         ended: false,
+        labels: BTreeMap::new(),
     };
     created(ok(
         store.create_channel(state, ttl, usize::MAX).await,
@@ -1600,6 +1688,7 @@ async fn create_aliased<S: Store>(store: &S, alias: &Alias, ttl: Duration) -> Ch
         closed: None,
         alias: Some(alias.clone()),
         ended: false,
+        labels: BTreeMap::new(),
     };
     created(ok(
         store.create_channel(state, ttl, usize::MAX).await,
@@ -1829,8 +1918,9 @@ mod tests {
             &self,
             id: ChannelId,
             topic: &Topic,
+            how: &Subscription,
         ) -> Result<Option<Cursor>, StoreError> {
-            self.inner.subscribe(id, topic).await
+            self.inner.subscribe(id, topic, how).await
         }
 
         async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError> {

@@ -48,6 +48,7 @@ pub use id::{ChannelId, random_id};
 pub use memory::MemoryStore;
 pub use message::{Control, Payload, Record};
 pub use store::{
-    ChannelState, Creation, Gap, Presence, ReadBatch, Retention, Store, StoreError, read_start,
+    ChannelState, Creation, Gap, Presence, ReadBatch, Retention, Store, StoreError, Subscription,
+    read_start,
 };
 pub use topic::{InvalidTopic, Topic};

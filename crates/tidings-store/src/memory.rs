@@ -15,7 +15,8 @@ use crate::alias::Alias;
 use crate::id::ChannelId;
 use crate::message::Record;
 use crate::store::{
-    ChannelState, Creation, Presence, ReadBatch, Retention, Store, StoreError, read_start,
+    ChannelState, Creation, Presence, ReadBatch, Retention, Store, StoreError, Subscription,
+    read_start,
 };
 use crate::topic::Topic;
 
@@ -302,7 +303,12 @@ impl Store for MemoryStore {
             .map(|e| e.state.clone()))
     }
 
-    async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError> {
+    async fn subscribe(
+        &self,
+        id: ChannelId,
+        topic: &Topic,
+        how: &Subscription,
+    ) -> Result<Option<Cursor>, StoreError> {
         if !self.inner.channels.lock().by_id.contains_key(&id) {
             return Ok(None);
         }
@@ -313,14 +319,21 @@ impl Store for MemoryStore {
             self.detach(topic, id);
             return Ok(None);
         };
+        if let Some(label) = &how.label {
+            entry.state.labels.insert(topic.clone(), label.clone());
+        }
+        let start = how.from.unwrap_or(head);
         Ok(Some(
-            *entry.state.topics.entry(topic.clone()).or_insert(head),
+            *entry.state.topics.entry(topic.clone()).or_insert(start),
         ))
     }
 
     async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError> {
         let removed = match self.inner.channels.lock().by_id.get_mut(&id) {
-            Some(entry) => entry.state.topics.remove(topic).is_some(),
+            Some(entry) => {
+                entry.state.labels.remove(topic);
+                entry.state.topics.remove(topic).is_some()
+            }
             None => false,
         };
         if removed {

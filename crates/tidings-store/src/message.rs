@@ -22,6 +22,9 @@ pub struct Payload(Arc<Inner>);
 
 struct Inner {
     text: ByteString,
+    /// Headers the sender gave the message (a STOMP SEND's), passed on by the protocols that
+    /// carry headers; empty for most.
+    headers: Box<[(String, String)]>,
     sockjs: Encoded,
     /// A form the layer above builds once per message: see [`Payload::shared_form`].
     form: OnceLock<Box<dyn Any + Send + Sync>>,
@@ -29,7 +32,7 @@ struct Inner {
 
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
-        self.0.text == other.0.text
+        self.0.text == other.0.text && self.0.headers == other.0.headers
     }
 }
 
@@ -37,7 +40,12 @@ impl Eq for Payload {}
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Payload").field(&self.text()).finish()
+        let mut tuple = f.debug_tuple("Payload");
+        tuple.field(&self.text());
+        if !self.0.headers.is_empty() {
+            tuple.field(&self.0.headers);
+        }
+        tuple.finish()
     }
 }
 
@@ -58,9 +66,25 @@ impl Payload {
         };
         Payload(Arc::new(Inner {
             text,
+            headers: Box::default(),
             sockjs,
             form: OnceLock::new(),
         }))
+    }
+
+    /// Encodes `text`, with headers for the protocols that carry them (STOMP's MESSAGE frames;
+    /// the others deliver the text alone).
+    pub fn with_headers(text: impl Into<String>, headers: Vec<(String, String)>) -> Self {
+        let mut payload = Payload::new(text);
+        if let Some(inner) = Arc::get_mut(&mut payload.0) {
+            inner.headers = headers.into_boxed_slice();
+        }
+        payload
+    }
+
+    /// The headers the sender gave the message; empty for most.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.0.headers
     }
 
     /// A form of the message that the layer above the store builds once, with `make`, and
@@ -94,9 +118,10 @@ impl Payload {
         &self.0.sockjs
     }
 
-    /// The size that counts against limits: the text's length in bytes.
+    /// The size that counts against limits: the text's length in bytes, and its headers'.
     pub fn len(&self) -> usize {
-        self.0.text.len()
+        let headers: usize = self.0.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        self.0.text.len() + headers
     }
 
     /// Whether the text is empty.
@@ -199,6 +224,7 @@ impl Record {
     pub fn len(&self) -> usize {
         match self {
             Record::Message(p) => p.len(),
+            Record::Control(Control::Reply { text }) => text.len().max(64),
             Record::Control(_) => 64,
         }
     }
@@ -240,6 +266,12 @@ pub enum Control {
         /// The new receiver.
         holder: Id128,
     },
+    /// A frame of the channel's protocol for its client, written as it is: a STOMP server's
+    /// answer (CONNECTED, RECEIPT, ERROR) to a frame that may have reached another node.
+    Reply {
+        /// The frame.
+        text: String,
+    },
 }
 
 /// A [`Control`] as stored: plain strings and numbers, read back with their checks.
@@ -249,6 +281,7 @@ enum StoredControl {
     Unsubscribe { topic: String },
     Close { code: u16, reason: String },
     Takeover { holder: String },
+    Reply { text: String },
 }
 
 impl From<Control> for StoredControl {
@@ -267,6 +300,7 @@ impl From<Control> for StoredControl {
             Control::Takeover { holder } => StoredControl::Takeover {
                 holder: holder.to_string(),
             },
+            Control::Reply { text } => StoredControl::Reply { text },
         }
     }
 }
@@ -291,6 +325,7 @@ impl TryFrom<StoredControl> for Control {
                     .parse()
                     .map_err(|_| format!("bad holder {holder:?}"))?,
             },
+            StoredControl::Reply { text } => Control::Reply { text },
         })
     }
 }

@@ -98,6 +98,9 @@ pub struct ChannelState {
     pub attributes: BTreeMap<String, String>,
     /// The topics the channel follows, each with the cursor up to which it was delivered.
     pub topics: BTreeMap<Topic, Cursor>,
+    /// The protocol's names for some of those subscriptions (a STOMP subscription id), set by
+    /// [`Store::subscribe`] and handed back with every delivery of the topic.
+    pub labels: BTreeMap<Topic, String>,
     /// Set once the channel is closed (or asked to close: the close may still be on its way to
     /// the client).
     pub closed: Option<(CloseCode, String)>,
@@ -107,6 +110,17 @@ pub struct ChannelState {
     /// Set once the application was told the channel ended ([`Store::end_channel`]). An ended
     /// channel lingers only so that late requests can be answered with its close.
     pub ended: bool,
+}
+
+/// How [`Store::subscribe`] subscribes a channel to a topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subscription {
+    /// Where a new subscription starts: after this cursor (an earlier position, to read the
+    /// topic's history or resume where a client left off), or, when `None`, at the topic's
+    /// head. A cursor older than what the topic retains, or of another epoch, is read as a gap.
+    pub from: Option<Cursor>,
+    /// The protocol's name for the subscription; `None` keeps the label it has, if any.
+    pub label: Option<String>,
 }
 
 /// What [`Store::create_channel`] did.
@@ -181,11 +195,19 @@ pub trait Store: Send + Sync + 'static {
     /// The state of the channel holding `alias`, if any.
     async fn channel_by_alias(&self, alias: &Alias) -> Result<Option<ChannelState>, StoreError>;
 
-    /// Subscribes a channel to `topic` at its current head. Returns the cursor it starts from,
-    /// or `None` if the channel is unknown. Subscribing twice keeps the first cursor.
-    async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<Option<Cursor>, StoreError>;
+    /// Subscribes a channel to `topic`, at its current head or after `how.from`, and gives the
+    /// subscription `how.label` when there is one. Returns the cursor it starts from, or `None`
+    /// if the channel is unknown. Subscribing again keeps the first cursor (and replaces the
+    /// label when a new one is given).
+    async fn subscribe(
+        &self,
+        id: ChannelId,
+        topic: &Topic,
+        how: &Subscription,
+    ) -> Result<Option<Cursor>, StoreError>;
 
-    /// Unsubscribes a channel from `topic`. Returns whether it was subscribed.
+    /// Unsubscribes a channel from `topic`, its label with it. Returns whether it was
+    /// subscribed.
     async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError>;
 
     /// Saves how far a channel's topics were delivered. Topics it no longer follows are ignored.

@@ -12,6 +12,9 @@ use crate::engine::config::Config;
 use crate::engine::context::{Engine, Handlers};
 use crate::engine::hub::Hub;
 use crate::engine::identity::Identity;
+use crate::protocol::stomp::{
+    StompBroker, StompConfig, StompHandlers, StompLogin, StompMessage, StompService,
+};
 use crate::routes::handshake::{Handshake, Rejection};
 use crate::routes::sockjs::iframe;
 use crate::routes::state::{AuthHook, Routes};
@@ -34,6 +37,8 @@ use crate::routes::state::{AuthHook, Routes};
 #[derive(Clone)]
 pub struct Tidings {
     routes: Arc<Routes>,
+    stomp: Arc<StompConfig>,
+    stomp_handlers: StompHandlers,
 }
 
 impl Tidings {
@@ -61,6 +66,38 @@ impl Tidings {
     pub fn router(&self) -> Router {
         crate::routes::router(self.routes.clone())
     }
+
+    /// The STOMP endpoint of this service (`docs/stomp.md`), to mount under its own prefix with
+    /// [`nest_service`](Router::nest_service), as Spring's `addEndpoint("/stomp").withSockJS()`:
+    /// SockJS at `<prefix>` (every SockJS transport), the raw WebSocket at `<prefix>/websocket`
+    /// and at `<prefix>` itself. Its channels are this service's: the hub, the store, the auth
+    /// hook and the limits are shared with [`router`](Tidings::router).
+    ///
+    /// ```no_run
+    /// use axum::Router;
+    /// use tidings::Tidings;
+    ///
+    /// let tidings = Tidings::builder()
+    ///     .on_stomp_send(|message| async move {
+    ///         let user = message.user.clone().unwrap_or_default();
+    ///         let _ = message.broker.send_to_user(&user, "/queue/echo", message.body).await;
+    ///     })
+    ///     .build();
+    /// let app: Router = Router::new().nest_service("/stomp", tidings.stomp_router());
+    /// # let _: Router = app;
+    /// ```
+    pub fn stomp_router(&self) -> Router {
+        let service = StompService {
+            broker: self.stomp(),
+            handlers: self.stomp_handlers.clone(),
+        };
+        crate::routes::stomp::router(self.routes.clone(), service)
+    }
+
+    /// Publishes to STOMP destinations from anywhere in the application.
+    pub fn stomp(&self) -> StompBroker {
+        StompBroker::new(self.hub(), self.stomp.clone())
+    }
 }
 
 /// Builds a [`Tidings`] service.
@@ -83,6 +120,8 @@ pub struct Builder {
     store: Arc<dyn Store>,
     auth: Option<AuthHook>,
     handlers: Handlers,
+    stomp: StompConfig,
+    stomp_handlers: StompHandlers,
 }
 
 impl Default for Builder {
@@ -92,6 +131,8 @@ impl Default for Builder {
             store: Arc::new(MemoryStore::new()),
             auth: None,
             handlers: Handlers::default(),
+            stomp: StompConfig::default(),
+            stomp_handlers: StompHandlers::default(),
         }
     }
 }
@@ -240,6 +281,38 @@ impl Builder {
         self
     }
 
+    /// The destinations and limits of the STOMP endpoint ([`Tidings::stomp_router`]). Default:
+    /// Spring's ([`StompConfig::default`]).
+    pub fn stomp(mut self, config: StompConfig) -> Self {
+        self.stomp = config;
+        self
+    }
+
+    /// Runs for every STOMP SEND to an application destination (`/app/…`), one at a time per
+    /// session, in order, as Spring's `@MessageMapping` methods do. Without it, such a SEND is
+    /// answered with ERROR.
+    pub fn on_stomp_send<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(StompMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.stomp_handlers.send = Some(Arc::new(move |m| Box::pin(handler(m))));
+        self
+    }
+
+    /// Checks a STOMP CONNECT's `login` and `passcode`: `Ok(Some(user))` makes `user` the
+    /// session's STOMP user (its `/user/…` destinations and CONNECTED's `user-name`),
+    /// `Ok(None)` keeps the user of the auth hook, `Err(text)` refuses the session with an ERROR
+    /// saying `text`. Default: every CONNECT is accepted as the auth hook's user.
+    pub fn stomp_login<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Channel, StompLogin) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
+    {
+        self.stomp_handlers.login = Some(Arc::new(move |c, l| Box::pin(hook(c, l))));
+        self
+    }
+
     /// Builds the service. No task is started until the first channel opens.
     pub fn build(self) -> Tidings {
         let engine = Arc::new(Engine::new(self.config, self.store, self.handlers));
@@ -249,6 +322,8 @@ impl Builder {
         }
         Tidings {
             routes: Arc::new(routes),
+            stomp: Arc::new(self.stomp),
+            stomp_handlers: self.stomp_handlers,
         }
     }
 }

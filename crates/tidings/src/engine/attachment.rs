@@ -297,7 +297,7 @@ mod tests {
     use tidings_core::{CloseCode, Cursor, Offset};
     use tidings_store::{
         Alias, ChannelId, ChannelState, Creation, MemoryStore, Presence, ReadBatch, Record,
-        Retention, Store, StoreError, Topic,
+        Retention, Store, StoreError, Subscription, Topic,
     };
     use tokio::sync::watch;
 
@@ -345,8 +345,13 @@ mod tests {
         async fn channel_by_alias(&self, a: &Alias) -> Result<Option<ChannelState>, StoreError> {
             self.inner.channel_by_alias(a).await
         }
-        async fn subscribe(&self, id: ChannelId, t: &Topic) -> Result<Option<Cursor>, StoreError> {
-            self.inner.subscribe(id, t).await
+        async fn subscribe(
+            &self,
+            id: ChannelId,
+            t: &Topic,
+            how: &Subscription,
+        ) -> Result<Option<Cursor>, StoreError> {
+            self.inner.subscribe(id, t, how).await
         }
         async fn unsubscribe(&self, id: ChannelId, t: &Topic) -> Result<bool, StoreError> {
             self.inner.unsubscribe(id, t).await

@@ -31,6 +31,9 @@ pub enum Error {
     /// The channel is unknown to the store (never existed, closed, or expired).
     #[error("unknown channel")]
     UnknownChannel,
+    /// A STOMP destination the broker does not serve.
+    #[error("{0}")]
+    InvalidDestination(String),
     /// The user already has the maximum number of channels open.
     #[error("user has {limit} channels open already")]
     TooManyChannels {
@@ -45,7 +48,9 @@ impl Error {
         match self {
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) | Error::InvalidDestination(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::UnknownChannel => StatusCode::NOT_FOUND,
             Error::TooManyChannels { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -58,7 +63,9 @@ impl Error {
         match self {
             Error::Store(_) => "unavailable",
             Error::MessageTooLarge { .. } => "too-large",
-            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => "bad-request",
+            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) | Error::InvalidDestination(_) => {
+                "bad-request"
+            }
             Error::UnknownChannel => "unknown-session",
             Error::TooManyChannels { .. } => "too-many-channels",
         }
@@ -71,7 +78,9 @@ impl Error {
             Error::MessageTooLarge { .. } => CloseCode::TOO_BIG,
             Error::UnknownChannel => CloseCode::SESSION_EXPIRED,
             Error::TooManyChannels { .. } => CloseCode::POLICY,
-            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) => CloseCode::INTERNAL,
+            Error::InvalidCloseCode(_) | Error::InvalidTopic(_) | Error::InvalidDestination(_) => {
+                CloseCode::INTERNAL
+            }
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use tidings_core::{CloseCode, Offset};
-use tidings_store::{ChannelId, Control, Payload, Presence, Record, Retention, Store, Topic};
+use tidings_store::{
+    ChannelId, Control, Payload, Presence, Record, Retention, Store, Subscription, Topic,
+};
 use tokio::sync::broadcast;
 
 use crate::engine::error::Error;
@@ -115,9 +117,22 @@ impl Hub {
 
     /// Makes a channel follow `topic` from its current head on.
     pub async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<(), Error> {
+        self.subscribe_with(id, topic, &Subscription::default())
+            .await
+    }
+
+    /// Makes a channel follow `topic` as `how` says: from an earlier cursor (history, or where
+    /// a client left off; what is no longer retained is a gap), and under a label its protocol
+    /// gives the subscription. Subscribing to a topic followed already keeps its cursor.
+    pub async fn subscribe_with(
+        &self,
+        id: ChannelId,
+        topic: &Topic,
+        how: &Subscription,
+    ) -> Result<(), Error> {
         self.inner
             .store
-            .subscribe(id, topic)
+            .subscribe(id, topic, how)
             .await?
             .ok_or(Error::UnknownChannel)?;
         self.append(
@@ -170,6 +185,17 @@ impl Hub {
             .await?;
         }
         Ok(())
+    }
+
+    /// Sends the channel `id` a frame of its protocol, to be written as it is, in order with
+    /// what else the channel is sent: how a protocol answers a client (a STOMP RECEIPT) whose
+    /// frame may have reached another node than its connection.
+    pub(crate) async fn reply(&self, id: ChannelId, text: String) -> Result<Offset, Error> {
+        self.append(
+            &Topic::channel(id),
+            Record::Control(Control::Reply { text }),
+        )
+        .await
     }
 
     /// Channels following `topic`, and their users.

@@ -34,6 +34,11 @@ pub(crate) struct Delivered {
     pub(crate) payload: Payload,
     pub(crate) topic: Topic,
     pub(crate) cursor: Cursor,
+    /// The protocol's name for the subscription it came through, if it gave one.
+    pub(crate) label: Option<Arc<str>>,
+    /// A frame of the channel's own protocol ([`Control::Reply`]), not an application
+    /// message: written as it is.
+    pub(crate) reply: bool,
 }
 
 /// Records of a topic that a reader missed: they were dropped before it read them.
@@ -61,6 +66,8 @@ struct Follow {
     topic: Topic,
     cursor: Cursor,
     head: watch::Receiver<Cursor>,
+    /// The protocol's name for the subscription, handed on with every delivery.
+    label: Option<Arc<str>>,
 }
 
 /// Reads a channel's topics from their cursors, merged, with controls applied in order.
@@ -105,11 +112,11 @@ impl Reader {
             closing: None,
         };
         if let Some(cursor) = state.topics.get(&private) {
-            reader.follow(private.clone(), *cursor).await?;
+            reader.follow(private.clone(), *cursor, state).await?;
         }
         for (topic, cursor) in &state.topics {
             if *topic != private {
-                reader.follow(topic.clone(), *cursor).await?;
+                reader.follow(topic.clone(), *cursor, state).await?;
             }
         }
         Ok(reader)
@@ -123,8 +130,17 @@ impl Reader {
         self.holder = Some((holder, since));
     }
 
-    async fn follow(&mut self, topic: Topic, cursor: Cursor) -> Result<(), Error> {
-        if self.follows.iter().any(|f| f.topic == topic) {
+    /// Follows `topic` from `cursor`, under the label `state` gives it; a topic followed already
+    /// only takes the label.
+    async fn follow(
+        &mut self,
+        topic: Topic,
+        cursor: Cursor,
+        state: &ChannelState,
+    ) -> Result<(), Error> {
+        let label = state.labels.get(&topic).map(|l| Arc::from(l.as_str()));
+        if let Some(follow) = self.follows.iter_mut().find(|f| f.topic == topic) {
+            follow.label = label;
             return Ok(());
         }
         let head = self.store.watch(&topic).await?;
@@ -132,6 +148,7 @@ impl Reader {
             topic,
             cursor,
             head,
+            label,
         });
         Ok(())
     }
@@ -210,19 +227,30 @@ impl Reader {
             progressed |= batch.cursor != follow.cursor;
             follow.cursor = batch.cursor;
             let topic = follow.topic.clone();
+            let label = follow.label.clone();
             for (offset, record) in batch.records {
                 match record {
                     Record::Message(payload) => self.ready.push(Delivered {
                         payload,
                         topic: topic.clone(),
                         cursor: Cursor::new(batch.cursor.epoch, offset),
+                        label: label.clone(),
+                        reply: false,
                     }),
                     // Boxed: controls are rare, and their store calls would otherwise make
                     // every reader's `next` future (moved on each poll loop of a connection)
                     // several hundred bytes larger.
                     Record::Control(control) => Box::pin(self.apply(control, offset)).await?,
                 }
-                if self.closing.is_some() || self.taken_over {
+                if self.closing.is_some() {
+                    // The close is read again by whoever picks the channel up from its saved
+                    // cursors, should this connection end before writing it (a poll answered
+                    // with the messages before it).
+                    let before = Offset(offset.0.saturating_sub(1));
+                    self.follows[i].cursor = Cursor::new(batch.cursor.epoch, before);
+                    break;
+                }
+                if self.taken_over {
                     break;
                 }
             }
@@ -243,10 +271,21 @@ impl Reader {
                 }
             }
             Control::Subscribe { topic } => {
-                let state = self.store.channel(self.id).await?;
-                if let Some(cursor) = state.and_then(|s| s.topics.get(&topic).copied()) {
-                    self.follow(topic, cursor).await?;
+                if let Some(state) = self.store.channel(self.id).await?
+                    && let Some(cursor) = state.topics.get(&topic).copied()
+                {
+                    self.follow(topic, cursor, &state).await?;
                 }
+            }
+            Control::Reply { text } => {
+                let private = &self.follows[0];
+                self.ready.push(Delivered {
+                    payload: Payload::new(text),
+                    topic: private.topic.clone(),
+                    cursor: Cursor::new(private.cursor.epoch, offset),
+                    label: None,
+                    reply: true,
+                });
             }
             Control::Unsubscribe { topic } => {
                 // The private topic (first) carries the controls; it is never dropped.

@@ -62,6 +62,7 @@ pub(crate) async fn open(
         closed: None,
         alias,
         ended: false,
+        labels: BTreeMap::new(),
     };
     let limit = config.max_channels_per_user;
     let state = match store
@@ -142,6 +143,13 @@ impl Session {
         if let Some(on_message) = &self.engine.handlers.message {
             on_message(self.channel.clone(), text).await;
         }
+    }
+
+    /// Sends the client a frame of the channel's protocol, through the channel, so that it is
+    /// written by whichever connection receives, on any node, in order with the rest.
+    pub(crate) async fn reply(&self, text: String) -> Result<(), Error> {
+        self.engine.hub.reply(self.channel.id(), text).await?;
+        Ok(())
     }
 
     /// Keeps the channel alive in the store for `ttl` from now.

@@ -4,10 +4,12 @@
 //! batch of deliveries (messages, a gap, the close) becomes frames from the messages' shared
 //! encodings, the heartbeat, and how to read what the client sends. Transports are generic over
 //! it and name no protocol; a protocol names no transport. SockJS ([`sockjs`]), raw WebSocket
-//! ([`raw`]) and the native protocol ([`native`]) are the three today; a new one is a module
-//! here that implements the trait, plus its routes.
+//! ([`raw`]), the native protocol ([`native`]) and STOMP ([`stomp`], carried raw or inside
+//! SockJS) are the four today; a new one is a module here that implements the trait, plus its
+//! routes.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 
@@ -15,10 +17,12 @@ use tidings_store::Payload;
 
 use crate::engine::channel::Closed;
 use crate::engine::reader::{Delivered, Missed};
+use crate::engine::session::Session;
 
 pub(crate) mod native;
 pub(crate) mod raw;
 pub(crate) mod sockjs;
+pub(crate) mod stomp;
 
 /// One frame of a protocol: one WebSocket text message, or one unit an HTTP body framing wraps
 /// (a line, an event, a script call, an element of an array).
@@ -150,8 +154,26 @@ pub(crate) trait Protocol: Send + 'static {
     /// reached its limit, a poll is answered, another connection took the session over.
     fn end(&mut self, _out: &mut Vec<Frame>) {}
 
-    /// The application messages in one WebSocket text message from the client. An error drops
-    /// the connection without a word, and the session ends as it says (SockJS on broken JSON,
-    /// as sockjs-node does).
+    /// The messages in one WebSocket text message from the client, each for [`receive`]. An
+    /// error drops the connection without a word, and the session ends as it says (SockJS on
+    /// broken JSON, as sockjs-node does).
+    ///
+    /// [`receive`]: Protocol::receive
     fn decode(&mut self, text: &str) -> Result<Vec<String>, Closed>;
+
+    /// Acts on one message the client sent (from [`decode`](Protocol::decode), or from an HTTP
+    /// send's body). By default it is an application message, for `on_message`. A protocol that
+    /// answers its client (STOMP) sends its answers through the channel
+    /// ([`Session::reply`]), never straight to a connection: the message may have reached
+    /// another node than the one the client receives on.
+    fn receive(&mut self, session: &Session, message: String) -> impl Future<Output = ()> + Send {
+        session.incoming(message)
+    }
+
+    /// How long the client may stay silent on a WebSocket before the transport closes the
+    /// session as timed out (3003): the client agreed to send heart-beats this often, with a
+    /// margin (STOMP). `None`, the default: a silent client is fine.
+    fn quiet_limit(&self) -> Option<Duration> {
+        None
+    }
 }

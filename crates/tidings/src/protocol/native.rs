@@ -284,6 +284,8 @@ mod tests {
             payload: Payload::new(text),
             topic: topic.clone(),
             cursor: Cursor::new(Epoch(epoch), Offset(offset)),
+            label: None,
+            reply: false,
         }
     }
 
@@ -390,6 +392,7 @@ mod tests {
             closed: None,
             alias: None,
             ended: false,
+            labels: Default::default(),
         };
         resume_at(&mut state, &tracker.position()).expect("a valid position");
         assert_eq!(state.topics[&Topic::broadcast()], at(7));

@@ -4,6 +4,7 @@
 //! - [`sockjs`]: the SockJS protocol on every SockJS transport, and the raw WebSocket.
 //! - [`native`]: the native protocol on WebSocket, Server-Sent Events, streaming and polling,
 //!   and its JS client.
+//! - [`stomp`]: STOMP inside SockJS and on the raw WebSocket, a router of its own.
 
 use std::sync::Arc;
 
@@ -20,11 +21,19 @@ pub(crate) mod handshake;
 pub(crate) mod native;
 pub(crate) mod sockjs;
 pub(crate) mod state;
+pub(crate) mod stomp;
 
 /// The routes of one service.
 pub(crate) fn router(routes: Arc<Routes>) -> Router {
-    sockjs::routes(&routes)
-        .merge(native::routes())
+    finish(
+        sockjs::routes(&routes, sockjs::Plain).merge(native::routes()),
+        routes,
+    )
+}
+
+/// What every router of a service ends with: 404 for the rest, and for `<prefix>//…`.
+fn finish(router: Router<Arc<Routes>>, routes: Arc<Routes>) -> Router {
+    router
         .fallback(|| async { not_found() })
         .layer(middleware::from_fn(doubled_slash))
         .with_state(routes)

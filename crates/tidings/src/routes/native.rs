@@ -29,6 +29,7 @@ use crate::engine::config::Config;
 use crate::engine::error::Error;
 use crate::engine::session::{self, Opened, Session};
 use crate::protocol::native::{self, Native, Tracker};
+use crate::protocol::raw::Raw;
 use crate::transport::framing::Framing;
 use crate::transport::respond::method_not_allowed;
 use crate::transport::send::{self, SendBody};
@@ -404,19 +405,27 @@ async fn send(State(routes): State<Arc<Routes>>, request: Request) -> Response {
     let delivered = async {
         let state = resolve(&routes, &parts).await?;
         let max = engine.config.max_message_size;
-        send::deliver(engine, &state, SendBody::JsonArray, &parts.headers, body)
-            .await
-            .map_err(|refused| match refused {
-                send::SendError::BodyTooLarge { limit } => Failure::from(&Error::MessageTooLarge {
-                    size: limit + 1,
-                    limit: max,
-                })
-                .into_response(),
-                send::SendError::Payload(_) => {
-                    Failure::bad_request("the body must be a JSON array of strings").into_response()
-                }
-                send::SendError::MessageTooLarge(error) => Failure::from(&error).into_response(),
+        // Each message of a native send is an application message, as on a raw WebSocket.
+        send::deliver(
+            engine,
+            &state,
+            &mut Raw,
+            SendBody::JsonArray,
+            &parts.headers,
+            body,
+        )
+        .await
+        .map_err(|refused| match refused {
+            send::SendError::BodyTooLarge { limit } => Failure::from(&Error::MessageTooLarge {
+                size: limit + 1,
+                limit: max,
             })
+            .into_response(),
+            send::SendError::Payload(_) => {
+                Failure::bad_request("the body must be a JSON array of strings").into_response()
+            }
+            send::SendError::MessageTooLarge(error) => Failure::from(&error).into_response(),
+        })
     };
     let mut response = match delivered.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -15,6 +15,7 @@ use tidings_store::ChannelState;
 use crate::engine::context::Engine;
 use crate::engine::error::Error;
 use crate::engine::session::Session;
+use crate::protocol::Protocol;
 
 /// How a send's body holds its messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,11 +49,12 @@ pub(crate) fn body_limit(max: usize) -> usize {
 }
 
 /// Reads the send `body` (with the request's `headers`) in `format`, and hands each message to
-/// the application as a message of the channel `state`, in order. A closed channel takes no more
+/// `protocol` (by default, to the application) as a message of the channel `state`, in order. A closed channel takes no more
 /// messages, but the client is not at fault: the send succeeds, and what it held goes nowhere.
 pub(crate) async fn deliver(
     engine: &Arc<Engine>,
     state: &ChannelState,
+    protocol: &mut impl Protocol,
     format: SendBody,
     headers: &HeaderMap,
     body: Body,
@@ -76,7 +78,7 @@ pub(crate) async fn deliver(
     if state.closed.is_none() {
         let session = Session::of(engine, state);
         for message in messages {
-            session.incoming(message).await;
+            protocol.receive(&session, message).await;
         }
     }
     Ok(())

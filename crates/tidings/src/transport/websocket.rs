@@ -8,6 +8,7 @@
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tidings_core::CloseCode;
+use tokio::time::Instant;
 
 use crate::engine::attachment::{Attachment, Step};
 use crate::engine::channel::Closed;
@@ -99,9 +100,15 @@ where
     P: Protocol,
 {
     let max = attachment.session.engine.config.max_message_size;
+    let mut heard = Instant::now();
     loop {
+        let quiet = protocol.quiet_limit().map(|limit| heard + limit);
         tokio::select! {
+            () = silence(quiet) => {
+                return End::Close(Closed::new(CloseCode::TIMEOUT, "Client heart-beats stopped"));
+            }
             incoming = socket.next() => {
+                heard = Instant::now();
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(frame))) => return End::ClientClosed(client_close(frame)),
@@ -115,7 +122,7 @@ where
                 match protocol.decode(&text) {
                     Ok(messages) => {
                         for message in messages {
-                            attachment.session.incoming(message).await;
+                            protocol.receive(&attachment.session, message).await;
                         }
                     }
                     Err(closed) => return End::Gone(closed),
@@ -146,6 +153,14 @@ where
                 }
             }
         }
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+async fn silence(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -220,7 +235,6 @@ mod tests {
     use crate::protocol::sockjs::SockJs;
     use axum::extract::ws::Utf8Bytes;
     use std::sync::Arc;
-    use tokio::time::Instant;
 
     /// A WebSocket stand-in: what the test pushes is what the server reads, and what the server
     /// writes comes out of the other end.

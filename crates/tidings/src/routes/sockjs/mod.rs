@@ -40,11 +40,70 @@ pub(crate) mod cookie;
 pub(crate) mod iframe;
 pub(crate) mod info;
 
-/// The SockJS routes of a service.
-pub(crate) fn routes(routes: &Routes) -> Router<Arc<Routes>> {
+/// What SockJS carries: the protocol of its sessions and of the raw WebSocket beside them.
+/// Plain SockJS carries application messages ([`Plain`]); STOMP over SockJS carries STOMP
+/// frames (`routes/stomp.rs`).
+pub(crate) trait Dialect: Clone + Send + Sync + 'static {
+    /// The protocol of a SockJS session, on every SockJS transport.
+    type Session: Protocol;
+    /// The protocol of the raw WebSocket at `<prefix>/websocket`.
+    type Raw: Protocol;
+
+    /// The protocol for a request of a session: one found in the store as `state`, or, with
+    /// `None`, one this request creates.
+    fn session(&self, state: Option<&ChannelState>) -> Self::Session;
+
+    /// The protocol for a new raw WebSocket connection.
+    fn raw(&self) -> Self::Raw;
+
+    /// The WebSocket subprotocols the raw WebSocket accepts (the first the client offers is
+    /// answered); a client offering none is served too.
+    fn subprotocols(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether a WebSocket upgrade at `<prefix>` itself is the raw WebSocket too (as a Spring
+    /// STOMP endpoint without SockJS is); otherwise `<prefix>` is only the greeting.
+    fn websocket_at_root(&self) -> bool {
+        false
+    }
+}
+
+/// Plain SockJS: each SockJS message is an application message.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Plain;
+
+impl Dialect for Plain {
+    type Session = SockJs;
+    type Raw = Raw;
+
+    fn session(&self, _state: Option<&ChannelState>) -> SockJs {
+        SockJs
+    }
+
+    fn raw(&self) -> Raw {
+        Raw
+    }
+}
+
+/// The SockJS routes of a service, carrying `dialect`.
+pub(crate) fn routes<D: Dialect>(routes: &Routes, dialect: D) -> Router<Arc<Routes>> {
     let page = Arc::new(iframe::Page::new(&routes.engine.config.sockjs_url));
+    let (root, raw, ws, session) = (dialect.clone(), dialect.clone(), dialect.clone(), dialect);
     Router::new()
-        .route("/", any(greeting))
+        .route(
+            "/",
+            any(move |state, request: Request| {
+                let root = root.clone();
+                async move {
+                    if root.websocket_at_root() && request.headers().contains_key(header::UPGRADE) {
+                        raw_websocket(state, root, request).await
+                    } else {
+                        greeting(request.method().clone()).await
+                    }
+                }
+            }),
+        )
         .route("/info", any(info::serve))
         // Every other single segment: the iframe page under its names, 404 for the rest.
         .route(
@@ -53,9 +112,18 @@ pub(crate) fn routes(routes: &Routes) -> Router<Arc<Routes>> {
                 std::future::ready(page.serve(&method, &uri, &headers))
             }),
         )
-        .route("/websocket", any(raw_websocket))
-        .route("/{server}/{session}/websocket", any(sockjs_websocket))
-        .route("/{server}/{session}/{transport}", any(session_url))
+        .route(
+            "/websocket",
+            any(move |state, request| raw_websocket(state, raw.clone(), request)),
+        )
+        .route(
+            "/{server}/{session}/websocket",
+            any(move |state, path, request| sockjs_websocket(state, ws.clone(), path, request)),
+        )
+        .route(
+            "/{server}/{session}/{transport}",
+            any(move |state, path, request| session_url(state, session.clone(), path, request)),
+        )
 }
 
 async fn greeting(method: Method) -> Response {
@@ -70,25 +138,37 @@ fn session_segment(segment: &str) -> bool {
     !segment.is_empty() && !segment.contains(['.', '/'])
 }
 
-async fn raw_websocket(State(routes): State<Arc<Routes>>, request: Request) -> Response {
-    websocket(routes, request, Raw).await
+async fn raw_websocket<D: Dialect>(
+    State(routes): State<Arc<Routes>>,
+    dialect: D,
+    request: Request,
+) -> Response {
+    let subprotocols = dialect.subprotocols();
+    websocket(routes, request, dialect.raw(), subprotocols).await
 }
 
-async fn sockjs_websocket(
+async fn sockjs_websocket<D: Dialect>(
     State(routes): State<Arc<Routes>>,
+    dialect: D,
     Path((server, session)): Path<(String, String)>,
     request: Request,
 ) -> Response {
     if !session_segment(&server) || !session_segment(&session) {
         return not_found();
     }
-    websocket(routes, request, SockJs).await
+    let protocol = dialect.session(None);
+    websocket(routes, request, protocol, &[]).await
 }
 
 /// A WebSocket session: one channel per connection (SockJS sessions over WebSocket are their
 /// connection; the session id is not kept), opened before the upgrade so that a refusal is an
 /// HTTP answer.
-async fn websocket<P: Protocol>(routes: Arc<Routes>, request: Request, protocol: P) -> Response {
+async fn websocket<P: Protocol>(
+    routes: Arc<Routes>,
+    request: Request,
+    protocol: P,
+    subprotocols: &'static [&'static str],
+) -> Response {
     let config = &routes.engine.config;
     if !config.websocket {
         return not_found();
@@ -111,6 +191,7 @@ async fn websocket<P: Protocol>(routes: Arc<Routes>, request: Request, protocol:
         Err(refused) => return refused.into_plain(),
     };
     upgrade
+        .protocols(subprotocols.iter().copied())
         .read_buffer_size(websocket::READ_BUFFER)
         .max_message_size(websocket::max_frame(config.max_message_size))
         // An upgrade that fails drops the attachment, which ends the channel.
@@ -138,8 +219,9 @@ fn bad_upgrade(headers: &HeaderMap) -> Response {
 
 /// Every session URL but the WebSocket one: the receiving transports, the sends, their
 /// preflights.
-async fn session_url(
+async fn session_url<D: Dialect>(
     State(routes): State<Arc<Routes>>,
+    dialect: D,
     Path((server, session, transport)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
@@ -158,10 +240,26 @@ async fn session_url(
             Err(error) => return error.response(),
         },
         ("xhr_send", &Method::POST) => {
-            return send(&routes, SendBody::JsonArray, &session, &parts.headers, body).await;
+            return send(
+                &routes,
+                &dialect,
+                SendBody::JsonArray,
+                &session,
+                &parts.headers,
+                body,
+            )
+            .await;
         }
         ("jsonp_send", &Method::POST) => {
-            return send(&routes, SendBody::Form, &session, &parts.headers, body).await;
+            return send(
+                &routes,
+                &dialect,
+                SendBody::Form,
+                &session,
+                &parts.headers,
+                body,
+            )
+            .await;
         }
         ("xhr" | "xhr_streaming" | "xhr_send", &Method::OPTIONS) => {
             let mut response = cors::preflight(&parts.headers, "OPTIONS, POST");
@@ -175,10 +273,13 @@ async fn session_url(
     };
     let request = parts.headers.clone();
     let mut response = match attach(&routes, &session, parts).await {
-        Ok(Attached::Session(attachment, fresh)) => {
-            receive::respond(*attachment, SockJs, framing, fresh, &request).await
+        Ok(Attached::Session(attachment, fresh, state)) => {
+            let protocol = dialect.session(state.as_ref());
+            receive::respond(*attachment, protocol, framing, fresh, &request).await
         }
-        Ok(Attached::Refused(closed)) => receive::refuse(SockJs, framing, &closed, &request),
+        Ok(Attached::Refused(closed, state)) => {
+            receive::refuse(dialect.session(state.as_ref()), framing, &closed, &request)
+        }
         Err(response) => response,
     };
     if response.status() == StatusCode::OK {
@@ -189,12 +290,12 @@ async fn session_url(
     response
 }
 
-/// What a receiving request attached to.
+/// What a receiving request attached to, with the session's state as it was found.
 enum Attached {
-    /// The live session, and whether this request created it.
-    Session(Box<Attachment>, bool),
+    /// The live session, whether this request created it, and its state when it did not.
+    Session(Box<Attachment>, bool, Option<ChannelState>),
     /// Only a close to write: the session has ended, or another request is receiving.
-    Refused(Closed),
+    Refused(Closed, Option<ChannelState>),
 }
 
 /// Finds the session `key`, or creates it, and takes its receiver lock.
@@ -215,12 +316,12 @@ async fn attach(routes: &Routes, key: &str, parts: Parts) -> Result<Attached, Re
                 .map_err(admission::Refused::into_plain)?
         }
     };
-    let (session, reader, fresh) = match opened {
-        Opened::Created(session, reader) => (session, reader, true),
+    let (session, reader, state) = match opened {
+        Opened::Created(session, reader) => (session, reader, None),
         // Another request created it, now or before.
         Opened::Found(state) => match existing(routes, &state).await? {
-            Some((session, reader)) => (session, reader, false),
-            None => return Ok(Attached::Refused(Closed::of(&state))),
+            Some((session, reader)) => (session, reader, Some(state)),
+            None => return Ok(Attached::Refused(Closed::of(&state), Some(state))),
         },
     };
     let holder = random_id();
@@ -229,10 +330,12 @@ async fn attach(routes: &Routes, key: &str, parts: Parts) -> Result<Attached, Re
         .await
         .map_err(|e| crate::engine::error::Error::from(e).into_response())?;
     if !locked {
-        return Ok(Attached::Refused(Closed::by(CloseCode::ANOTHER_CONNECTION)));
+        let closed = Closed::by(CloseCode::ANOTHER_CONNECTION);
+        return Ok(Attached::Refused(closed, state));
     }
     let attachment = Attachment::new(session, reader, Holding::Lock(holder));
-    Ok(Attached::Session(Box::new(attachment), fresh))
+    let fresh = state.is_none();
+    Ok(Attached::Session(Box::new(attachment), fresh, state))
 }
 
 /// A reader for a stored session, or `None` when it has ended.
@@ -252,8 +355,9 @@ async fn existing(
 /// `POST …/xhr_send` and `POST …/jsonp_send`: messages for the session `key`, which a receiving
 /// request created. A closed session still answers sends until it is forgotten, as sockjs-node
 /// does; what it is sent goes nowhere.
-async fn send(
+async fn send<D: Dialect>(
     routes: &Routes,
+    dialect: &D,
     format: SendBody,
     key: &str,
     request: &HeaderMap,
@@ -268,7 +372,8 @@ async fn send(
             Ok(None) => return Err(not_found()),
             Err(error) => return Err(crate::engine::error::Error::from(error).into_response()),
         };
-        send::deliver(engine, &state, format, request, body)
+        let mut protocol = dialect.session(Some(&state));
+        send::deliver(engine, &state, &mut protocol, format, request, body)
             .await
             .map_err(|refused| match refused {
                 SendError::BodyTooLarge { limit } => plain(
