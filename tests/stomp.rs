@@ -37,6 +37,11 @@ fn service(builder: tidings::Builder) -> Tidings {
         .on_stomp_send(|message| async move {
             let body = format!("{} said {}", message.destination, message.body);
             match message.destination.as_str() {
+                "/app/direct" => {
+                    // Not for a STOMP client: it has no subscription to the channel itself.
+                    message.channel.send("to the channel").await.expect("send");
+                    message.reply("/queue/echo", "after").await.expect("reply");
+                }
                 "/app/echo" => {
                     message.reply("/queue/echo", body).await.expect("reply");
                 }
@@ -298,6 +303,10 @@ async fn every_bad_frame_is_an_error_then_close_and_others_are_untouched() {
             "SEND to a user without a name",
             "SEND\ndestination:/user/queue\n\nhi\0".into(),
         ),
+        (
+            "SEND to an anonymous session's user destination",
+            "SEND\ndestination:/user/$0123/queue/x\n\nhi\0".into(),
+        ),
         ("transaction", "BEGIN\ntransaction:tx1\n\n\0".into()),
         ("a server frame", "MESSAGE\n\n\0".into()),
         ("oversized frame", big),
@@ -319,6 +328,21 @@ async fn every_bad_frame_is_an_error_then_close_and_others_are_untouched() {
         let close = bad.next().await;
         transcript.push_str(&format!("<< {}\n<< {close}\n\n", show(&error)));
     }
+    // A binary WebSocket message.
+    let mut binary = Client::connected(&server, "").await;
+    binary
+        .ws
+        .send(Message::binary(
+            b"SEND\ndestination:/topic/watch\n\nhi\0".to_vec(),
+        ))
+        .await
+        .expect("send");
+    let error = binary.next().await;
+    let close = binary.next().await;
+    transcript.push_str(&format!(
+        "## a binary message\n<< {}\n<< {close}\n\n",
+        show(&error)
+    ));
     // SEND before CONNECT, on a fresh connection.
     let mut early = Client::open(&server, "").await;
     early.send("SEND\ndestination:/topic/watch\n\nhi\0").await;
@@ -385,6 +409,22 @@ async fn app_destinations_reach_the_handler_which_answers_the_senders_user() {
     bob.next().await;
     assert!(stranger.silent_for(Duration::from_millis(200)).await);
     insta::assert_snapshot!(bob.transcript);
+}
+
+#[tokio::test]
+async fn what_is_sent_to_the_channel_itself_never_reaches_a_stomp_client() {
+    let (server, _) = server().await;
+    let mut alice = Client::open(&server, "").await;
+    alice
+        .send("CONNECT\naccept-version:1.2\nlogin:alice\npasscode:secret\n\n\0")
+        .await;
+    alice.next().await;
+    alice
+        .with_receipt("SUBSCRIBE\nid:e\ndestination:/user/queue/echo\n\n\0", "1")
+        .await;
+    alice.send("SEND\ndestination:/app/direct\n\n\0").await;
+    let next = alice.next().await;
+    assert!(next.ends_with("\n\nafter\0"), "{next:?}");
 }
 
 #[tokio::test]
@@ -558,7 +598,8 @@ async fn stomp_over_sockjs_xhr_polling() {
     poll().await;
     send(r#"["SUBSCRIBE\nid:0\ndestination:/topic/x\n\n\u0000","SEND\ndestination:/topic/x\n\nhi\u0000"]"#).await;
     poll().await;
-    send(r#"["FLY\n\n\u0000"]"#).await;
+    // Half a frame in one SockJS message: its rest could reach another node.
+    send(r#"["SEND\ndestination:/topic/x\n\nhal"]"#).await;
     poll().await;
     poll().await;
     insta::assert_snapshot!(transcript);

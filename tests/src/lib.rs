@@ -6,6 +6,7 @@ pub mod http;
 pub mod proxy;
 pub mod redis;
 pub mod reference;
+pub mod stomp;
 
 use std::net::SocketAddr;
 

@@ -77,7 +77,9 @@ pub struct StompMessage {
     pub broker: StompBroker,
     /// The destination, prefix included (`/app/echo`).
     pub destination: String,
-    /// The frame's headers but `destination`, `content-length`, `receipt` and `transaction`.
+    /// The frame's headers but those a MESSAGE sets itself or that concern this one frame
+    /// (`destination`, `content-length`, `receipt`, `transaction`, `message-id`,
+    /// `subscription`, `ack`).
     pub headers: Vec<(String, String)>,
     /// The body, as text.
     pub body: String,
@@ -94,10 +96,12 @@ impl StompMessage {
 }
 
 /// Whose user destinations a session's are: its user's, or, without one, its own.
+/// An anonymous session's key starts with `$`, which a SEND from a client cannot name
+/// ([`send_topic`]): its user destinations are reachable only by the application.
 fn user_key(user: Option<&str>, channel: &Channel) -> String {
     match user {
         Some(user) => user.to_owned(),
-        None => channel.id().to_string(),
+        None => format!("${}", channel.id()),
     }
 }
 
@@ -716,7 +720,10 @@ pub(crate) fn send_topic(config: &StompConfig, destination: &str) -> Result<Topi
         let (user, target) = rest
             .split_once('/')
             .ok_or_else(|| format!("a user destination is {}/{{user}}/…", config.user_prefix))?;
-        let user = user.replace("%2F", "/");
+        if user.starts_with('$') {
+            return Err("the user destinations of anonymous sessions are their own".to_owned());
+        }
+        let user = user.replace("%2F", "/").replace("%2f", "/");
         let target = format!("/{target}");
         broker_topic(config, &target)?;
         return Ok(user_topic(&user, &target));
@@ -826,10 +833,14 @@ impl Protocol for Stomp {
                 continue;
             }
             // Only what came through a subscription: a STOMP client has no other way to
-            // receive a message.
+            // receive a message (what is sent to the channel itself, `Channel::send`, has none;
+            // the label of the private topic is the session's own).
             let Some(label) = &delivered.label else {
                 continue;
             };
+            if delivered.topic.private_to().is_some() {
+                continue;
+            }
             for sub in Sub::parse(label) {
                 frames.push(message_frame(self.service.config(), delivered, &sub));
             }
@@ -847,8 +858,12 @@ impl Protocol for Stomp {
     }
 
     fn close(&mut self, closed: &Closed, out: &mut Vec<Frame>) {
-        // A refused frame was answered with its ERROR already; a DISCONNECT with its RECEIPT.
-        if !matches!(closed.code, CloseCode::NORMAL | CloseCode::INVALID_PAYLOAD) {
+        // A refused frame was answered with its ERROR already (by this instance, or over
+        // SockJS by the one that read it); a DISCONNECT with its RECEIPT.
+        let answered = self.failed
+            || closed.code == CloseCode::NORMAL
+            || (self.envelope == Envelope::SockJs && closed.code == CloseCode::INVALID_PAYLOAD);
+        if !answered {
             let error = StompFrame::new(Command::Error)
                 .with_header("message", &closed.reason)
                 .with_header("content-type", "text/plain")
@@ -882,6 +897,15 @@ impl Protocol for Stomp {
         }
         loop {
             match self.decoder.next_item() {
+                // Each SockJS message holds whole frames: the rest of one could be in an HTTP
+                // send that another request (or node) reads.
+                Ok(None) if self.envelope == Envelope::SockJs && self.decoder.is_partial() => {
+                    let fault = Fault::new(
+                        "a STOMP frame must be whole within one SockJS message",
+                        None,
+                    );
+                    return self.fail(session, fault).await;
+                }
                 Ok(None) => return,
                 Ok(Some(Item::Heartbeat)) => {}
                 Ok(Some(Item::Frame(frame))) => {

@@ -56,8 +56,8 @@ pub(crate) trait Dialect: Clone + Send + Sync + 'static {
     /// The protocol for a new raw WebSocket connection.
     fn raw(&self) -> Self::Raw;
 
-    /// The WebSocket subprotocols the raw WebSocket accepts (the first the client offers is
-    /// answered); a client offering none is served too.
+    /// The WebSocket subprotocols the raw WebSocket accepts, in the order of preference: the
+    /// first of them the client offers is answered. A client offering none is served too.
     fn subprotocols(&self) -> &'static [&'static str] {
         &[]
     }
