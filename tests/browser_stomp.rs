@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tidings_tests::driver::Browser;
 use tidings_tests::example::Running;
 use tidings_tests::proxy::{Mode, Proxy};
-use tidings_tests::stomp::StompClient;
+use tidings_tests::stomp::{StompClient, StompSession};
 use tokio::process::Child;
 use tokio::sync::Semaphore;
 

@@ -3,12 +3,14 @@
 //! sessions over xhr-polling, xhr-streaming and WebSocket echo through it with every request
 //! of a session on another node than the one before (the balancer's `/_balancer/log` says
 //! which), and a native client of the chat app carries on through the surviving nodes, with
-//! nothing lost or repeated, when the node serving its stream is killed.
+//! nothing lost or repeated, when the node serving its stream is killed. STOMP clients of the
+//! stomp app, on WebSockets and on xhr-polling, get topics and user destinations from every
+//! node.
 //!
 //! Each test builds the example (once per run), starts a `redis-server` of its own and the
 //! cluster with `--addr 127.0.0.1:0`, and reads the node and balancer lines it prints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,7 @@ use tidings_tests::example::Running;
 use tidings_tests::http::{Framing, Request, Response};
 use tidings_tests::next_text;
 use tidings_tests::redis::RedisServer;
+use tidings_tests::stomp::{self, StompClient, StompSession};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -178,18 +181,18 @@ fn session() -> String {
     format!("{:016x}", RandomState::new().hash_one(n))
 }
 
-/// `POST /echo/000/<id>/<transport>` with `body`.
-async fn post(cluster: &Cluster, id: &str, transport: &str, body: &str) -> Response {
-    Request::post(&format!("/echo/000/{id}/{transport}"))
+/// `POST <service>/000/<id>/<transport>` with `body`.
+async fn post(cluster: &Cluster, service: &str, id: &str, transport: &str, body: &str) -> Response {
+    Request::post(&format!("{service}/000/{id}/{transport}"))
         .body(body)
         .send(cluster.addr)
         .await
 }
 
-/// Sends `text` to session `id` with `xhr_send`, which must be accepted.
-async fn xhr_send(cluster: &Cluster, id: &str, text: &str) {
+/// Sends `text` to session `id` of `service` with `xhr_send`, which must be accepted.
+async fn xhr_send(cluster: &Cluster, service: &str, id: &str, text: &str) {
     let body = serde_json::to_string(&[text]).expect("JSON");
-    let mut response = post(cluster, id, "xhr_send", &body).await;
+    let mut response = post(cluster, service, id, "xhr_send", &body).await;
     let answer = response.text().await;
     assert_eq!(response.status(), 204, "xhr_send {text}: {answer:?}");
 }
@@ -199,10 +202,13 @@ async fn xhr_send(cluster: &Cluster, id: &str, text: &str) {
 async fn sockjs_xhr_polling_echoes_with_every_request_on_the_next_node() {
     let cluster = Cluster::start("echo").await;
     let id = session();
-    assert_eq!(post(&cluster, &id, "xhr", "").await.text().await, "o\n");
+    assert_eq!(
+        post(&cluster, "/echo", &id, "xhr", "").await.text().await,
+        "o\n"
+    );
     for i in 0..100 {
-        xhr_send(&cluster, &id, &format!("m{i}")).await;
-        let mut poll = post(&cluster, &id, "xhr", "").await;
+        xhr_send(&cluster, "/echo", &id, &format!("m{i}")).await;
+        let mut poll = post(&cluster, "/echo", &id, "xhr", "").await;
         assert_eq!(poll.status(), 200);
         assert_eq!(poll.text().await, format!("a[\"m{i}\"]\n"));
     }
@@ -226,7 +232,7 @@ async fn sockjs_xhr_streaming_receives_on_one_node_what_is_sent_through_the_othe
     let id = session();
     let mut prelude = vec![b'h'; 2048];
     prelude.push(b'\n');
-    let mut stream = post(&cluster, &id, "xhr_streaming", "").await;
+    let mut stream = post(&cluster, "/echo", &id, "xhr_streaming", "").await;
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.framing(), Framing::Chunked);
     assert_eq!(stream.chunk().await, prelude);
@@ -235,12 +241,12 @@ async fn sockjs_xhr_streaming_receives_on_one_node_what_is_sent_through_the_othe
     let padding = "x".repeat(100);
     for i in 0..100 {
         let text = format!("m{i} {padding}");
-        xhr_send(&cluster, &id, &text).await;
+        xhr_send(&cluster, "/echo", &id, &text).await;
         let expected = format!("a[\"{text}\"]\n");
         let chunk = match stream.next_chunk(WAIT).await {
             Some(chunk) => chunk,
             None => {
-                stream = post(&cluster, &id, "xhr_streaming", "").await;
+                stream = post(&cluster, "/echo", &id, "xhr_streaming", "").await;
                 assert_eq!(stream.status(), 200);
                 assert_eq!(stream.chunk().await, prelude);
                 streams.push(served_by(&stream));
@@ -491,5 +497,141 @@ async fn a_native_client_carries_on_through_the_other_nodes_when_its_node_is_kil
         survivors.len(),
         NODES - 1,
         "both survivors served: {survivors:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// STOMP (the stomp app): topics and user destinations across nodes
+// ---------------------------------------------------------------------------------------------
+
+/// A STOMP session over SockJS xhr-polling through the balancer, so that every request it
+/// makes (each send, each poll) lands on the next node.
+struct PollingStomp<'a> {
+    cluster: &'a Cluster,
+    id: String,
+    /// STOMP frames polled but not yet read.
+    frames: VecDeque<String>,
+}
+
+impl<'a> PollingStomp<'a> {
+    /// Opens a session and connects with the extra CONNECT `headers` (each `name:value\n`).
+    async fn connect(cluster: &'a Cluster, headers: &str) -> PollingStomp<'a> {
+        let id = session();
+        let mut open = post(cluster, "/stomp", &id, "xhr", "").await;
+        assert_eq!(open.text().await, "o\n");
+        let mut client = PollingStomp {
+            cluster,
+            id,
+            frames: VecDeque::new(),
+        };
+        client.handshake(headers).await;
+        client
+    }
+}
+
+impl StompSession for PollingStomp<'_> {
+    async fn send(&mut self, frame: &str) {
+        xhr_send(self.cluster, "/stomp", &self.id, frame).await;
+    }
+
+    /// Skips heart-beats, polling as long as it takes.
+    async fn next(&mut self) -> String {
+        loop {
+            while let Some(frame) = self.frames.pop_front() {
+                if frame != "\n" {
+                    return frame;
+                }
+            }
+            let mut poll = post(self.cluster, "/stomp", &self.id, "xhr", "").await;
+            assert_eq!(poll.status(), 200);
+            let body = poll.text().await;
+            match body.strip_prefix('a') {
+                Some(array) => {
+                    let frames: Vec<String> = serde_json::from_str(array).expect("a JSON array");
+                    self.frames.extend(frames);
+                }
+                None => assert_eq!(body, "h\n", "a poll answers messages or a heartbeat"),
+            }
+        }
+    }
+}
+
+/// Asserts `frame` is a MESSAGE to `destination` with `body`.
+#[track_caller]
+fn assert_message(frame: &str, destination: &str, body: &str) {
+    assert_eq!(stomp::message_body(frame), body, "{frame:?}");
+    assert_eq!(
+        stomp::header(frame, "destination"),
+        Some(destination),
+        "{frame:?}"
+    );
+}
+
+/// Three nodes, no affinity: alice on two of them (one session named on the URL, one by
+/// CONNECT's login), bob and carol on WebSockets, and dave on xhr-polling whose every request
+/// goes to the next node. A room's messages reach every subscriber on every node; a private
+/// message reaches every session of its user, wherever they are, and no one else; `/app/echo`
+/// answers the sender's user across nodes.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn stomp_topics_and_user_destinations_reach_every_node() {
+    let cluster = Cluster::start("stomp").await;
+    let ws = |query: &str| format!("ws://{}/stomp/websocket{query}", cluster.addr);
+    let mut alice = StompClient::connect(&ws("?user=alice"), "").await;
+    let mut bob = StompClient::connect(&ws("?user=bob"), "").await;
+    let mut alice2 = StompClient::connect(&ws(""), "login:alice\n").await;
+    let mut carol = StompClient::connect(&ws("?user=carol"), "").await;
+    let served = cluster.nodes_for("/stomp/websocket").await;
+    assert_eq!(served.len(), 4);
+    assert_round_robin(&served);
+    let mut dave = PollingStomp::connect(&cluster, "login:dave\n").await;
+
+    const ROOM: &str = "/topic/rooms/lobby";
+    const PRIVATE: &str = "/user/queue/private";
+    for client in [&mut alice, &mut alice2, &mut carol] {
+        client.subscribe("room", ROOM).await;
+        client.subscribe("private", PRIVATE).await;
+    }
+    alice.subscribe("echo", "/user/queue/echo").await;
+    alice2.subscribe("echo", "/user/queue/echo").await;
+    dave.subscribe("room", ROOM).await;
+    dave.subscribe("private", PRIVATE).await;
+    dave.subscribe("echo", "/user/queue/echo").await;
+
+    // A room: the application publishes bob's message to every subscriber, on every node.
+    bob.publish("/app/rooms/lobby", "hello all").await;
+    for client in [&mut alice, &mut alice2, &mut carol] {
+        let frame = client.next().await;
+        assert_message(&frame, ROOM, "hello all");
+        assert_eq!(stomp::header(&frame, "sender"), Some("bob"));
+    }
+    assert_message(&dave.next().await, ROOM, "hello all");
+
+    // A private message from bob reaches both of alice's sessions, not carol or dave.
+    bob.publish("/app/private/alice", "psst").await;
+    assert_message(&alice.next().await, PRIVATE, "psst");
+    assert_message(&alice2.next().await, PRIVATE, "psst");
+    // A client's own SEND to a user destination, from carol to dave on xhr-polling.
+    carol.publish("/user/dave/queue/private", "for dave").await;
+    assert_message(&dave.next().await, PRIVATE, "for dave");
+
+    // dave's echo comes back to dave only; alice2's to both of alice's sessions only.
+    dave.send("SEND\ndestination:/app/echo\n\ndave?\0").await;
+    assert_message(&dave.next().await, "/user/queue/echo", "dave?");
+    alice2.publish("/app/echo", "alice?").await;
+    assert_message(&alice.next().await, "/user/queue/echo", "alice?");
+    assert_message(&alice2.next().await, "/user/queue/echo", "alice?");
+
+    // Nothing else reached anyone: the next thing each sees is a last room message.
+    bob.publish("/app/rooms/lobby", "bye").await;
+    for client in [&mut alice, &mut alice2, &mut carol] {
+        assert_message(&client.next().await, ROOM, "bye");
+    }
+    assert_message(&dave.next().await, ROOM, "bye");
+    let dave_nodes: BTreeSet<usize> = cluster.nodes_for(&dave.id).await.into_iter().collect();
+    assert_eq!(
+        dave_nodes.len(),
+        NODES,
+        "dave's requests went to every node"
     );
 }

@@ -10,6 +10,7 @@ use futures::SinkExt;
 use tidings::stomp::{StompConfig, StompLogin};
 use tidings::{Identity, Retention, Tidings};
 use tidings_tests::http::Request;
+use tidings_tests::stomp::StompSession;
 use tidings_tests::{Server, Ws, connect, next_text, send_text};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -101,12 +102,22 @@ impl Client {
         client
     }
 
+    /// Waits until nothing arrives for `quiet`.
+    async fn silent_for(&mut self, quiet: Duration) -> bool {
+        tokio::time::timeout(quiet, next_text(&mut self.ws))
+            .await
+            .is_err()
+    }
+}
+
+impl StompSession for Client {
     async fn send(&mut self, text: &str) {
         self.transcript.push_str(&format!(">> {}\n", show(text)));
         send_text(&mut self.ws, text).await;
     }
 
-    /// The next message, or `end` when the connection ended without a close frame.
+    /// The next message, heart-beats included, or `end` when the connection ended without a
+    /// close frame.
     async fn next(&mut self) -> String {
         let text = tokio::time::timeout(Duration::from_secs(5), next_text(&mut self.ws))
             .await
@@ -114,24 +125,6 @@ impl Client {
             .unwrap_or_else(|| "end".to_owned());
         self.transcript.push_str(&format!("<< {}\n", show(&text)));
         text
-    }
-
-    /// Sends `frame` with a receipt and waits for the RECEIPT.
-    async fn with_receipt(&mut self, frame: &str, receipt: &str) {
-        let (head, rest) = frame.split_once('\n').expect("a command line");
-        self.send(&format!("{head}\nreceipt:{receipt}\n{rest}"))
-            .await;
-        assert_eq!(
-            self.next().await,
-            format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")
-        );
-    }
-
-    /// Waits until nothing arrives for `quiet`.
-    async fn silent_for(&mut self, quiet: Duration) -> bool {
-        tokio::time::timeout(quiet, next_text(&mut self.ws))
-            .await
-            .is_err()
     }
 }
 

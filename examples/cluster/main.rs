@@ -5,9 +5,9 @@
 //! cargo run --example cluster -- --app chat --redis redis://127.0.0.1:6379/ [--nodes 3] [--addr 127.0.0.1:3000]
 //! ```
 //!
-//! The program starts `--nodes` node processes of `--app` (`chat`, `echo` or `broadcast`, the
-//! same services as those examples), each on [`tidings_redis::RedisStore`], on the ports after
-//! the balancer's (3001, 3002, … for the default `--addr`; with port 0, on free ports). It prints
+//! The program starts `--nodes` node processes of `--app` (`chat`, `echo`, `broadcast` or
+//! `stomp`, the same services as those examples), each on [`tidings_redis::RedisStore`], on the
+//! ports after the balancer's (3001, 3002, … for the default `--addr`; with port 0, on free ports). It prints
 //! one line per node, `node 1 http://127.0.0.1:3001/ pid 1234`, and then, last, the balancer's:
 //! `cluster of 3 chat nodes on http://127.0.0.1:3000/ (round robin, Redis redis://…)`.
 //!
@@ -31,6 +31,8 @@ mod broadcast;
 mod chat;
 #[path = "../echo/app.rs"]
 mod echo;
+#[path = "../stomp/app.rs"]
+mod stomp;
 
 /// Which example's service the nodes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,6 +43,8 @@ enum App {
     Echo,
     /// The fan-out service of `examples/broadcast`, at `/broadcast`.
     Broadcast,
+    /// The STOMP chat of `examples/stomp`: its page at `/`, STOMP at `/stomp`.
+    Stomp,
 }
 
 impl App {
@@ -50,6 +54,7 @@ impl App {
             App::Chat => "chat",
             App::Echo => "echo",
             App::Broadcast => "broadcast",
+            App::Stomp => "stomp",
         }
     }
 }

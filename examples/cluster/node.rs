@@ -59,6 +59,10 @@ async fn router(app: App, redis: &str) -> Result<Router, StoreError> {
             let builder = crate::broadcast::builder(BROADCAST_RETENTION).store(store);
             Ok(crate::broadcast::router(builder))
         }
+        App::Stomp => {
+            let heartbeat = Duration::from_millis(crate::stomp::HEARTBEAT_MS);
+            crate::stomp::app(heartbeat, Some(redis), crate::stomp::NODE_MODULES.into()).await
+        }
     }
 }
 

@@ -26,6 +26,10 @@ use tidings::store::StoreError;
 use tidings::{Channel, Identity, Retention, Tidings};
 use tidings_redis::{Options, RedisStore};
 
+/// How often the server sends heart-beats, and asks clients to, by default: 10 s both ways, as
+/// Spring's simple broker does once it has a task scheduler.
+pub(crate) const HEARTBEAT_MS: u64 = 10_000;
+
 /// Where `npm ci` in `tests/browser` installs the page's scripts.
 pub(crate) const NODE_MODULES: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/node_modules");

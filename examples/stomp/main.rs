@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:3002")]
     addr: String,
     /// How often the server sends heart-beats, and asks clients to, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = app::HEARTBEAT_MS)]
     heartbeat_ms: u64,
     /// Keep the rooms and sessions in the Redis at this URL (`redis://host:port/`) instead of
     /// in this process, so that several nodes can serve them.

@@ -1,6 +1,7 @@
 //! A STOMP client on a WebSocket, for tests that need one beside the client under test: to
 //! publish, or to watch what a destination receives.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -10,10 +11,66 @@ use crate::{Ws, next_text, send_text};
 /// How long any one answer may take.
 const ANSWER: Duration = Duration::from_secs(10);
 
-/// A connected STOMP 1.2 client.
+/// What a test does with a STOMP session, whatever carries its frames: it implements `send`
+/// and `next`, and gets the rest.
+#[allow(
+    async_fn_in_trait,
+    reason = "test clients, awaited in the test that made them; no Send bound needed"
+)]
+pub trait StompSession {
+    /// Sends one frame as it is.
+    async fn send(&mut self, frame: &str);
+
+    /// The next frame from the server (sessions that see heart-beats may skip them).
+    async fn next(&mut self) -> String;
+
+    /// Sends CONNECT (offering 1.2) with the extra `headers` (each `name:value\n`), and checks
+    /// that the answer is CONNECTED.
+    async fn handshake(&mut self, headers: &str) {
+        self.send(&format!("CONNECT\naccept-version:1.2\n{headers}\n\0"))
+            .await;
+        let connected = self.next().await;
+        assert!(connected.starts_with("CONNECTED\n"), "{connected:?}");
+    }
+
+    /// Sends `frame` (a command line, then headers and body) with the header
+    /// `receipt:<receipt>`, and waits for its RECEIPT, which must come next.
+    async fn with_receipt(&mut self, frame: &str, receipt: &str) {
+        let (command, rest) = frame.split_once('\n').expect("a command line");
+        self.send(&format!("{command}\nreceipt:{receipt}\n{rest}"))
+            .await;
+        let answer = self.next().await;
+        assert_eq!(answer, format!("RECEIPT\nreceipt-id:{receipt}\n\n\0"));
+    }
+
+    /// SENDs `body` to `destination`, and waits until the server has taken it.
+    async fn publish(&mut self, destination: &str, body: &str) {
+        let frame = format!("SEND\ndestination:{destination}\n\n{body}\0");
+        self.with_receipt(&frame, &fresh_receipt()).await;
+    }
+
+    /// Subscribes to `destination` under the id `id`, once the server has taken it.
+    async fn subscribe(&mut self, id: &str, destination: &str) {
+        let frame = format!("SUBSCRIBE\nid:{id}\ndestination:{destination}\n\n\0");
+        self.with_receipt(&frame, &fresh_receipt()).await;
+    }
+
+    /// The body of the next frame, which must be a MESSAGE.
+    async fn next_body(&mut self) -> String {
+        let frame = self.next().await;
+        message_body(&frame).to_owned()
+    }
+}
+
+/// A receipt id no other in this test process has.
+fn fresh_receipt() -> String {
+    static RECEIPTS: AtomicU64 = AtomicU64::new(0);
+    format!("t-{}", RECEIPTS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A connected STOMP 1.2 client on a WebSocket; skips heart-beats.
 pub struct StompClient {
     ws: Ws,
-    receipts: u64,
 }
 
 impl StompClient {
@@ -28,64 +85,9 @@ impl StompClient {
         let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        let mut client = StompClient { ws, receipts: 0 };
+        let mut client = StompClient { ws };
+        client.handshake(headers).await;
         client
-            .send(&format!("CONNECT\naccept-version:1.2\n{headers}\n\0"))
-            .await;
-        let connected = client.next().await;
-        assert!(connected.starts_with("CONNECTED\n"), "{connected:?}");
-        client
-    }
-
-    /// Sends one frame as it is.
-    pub async fn send(&mut self, frame: &str) {
-        send_text(&mut self.ws, frame).await;
-    }
-
-    /// The next frame that is not a heart-beat. Panics when none comes in time.
-    pub async fn next(&mut self) -> String {
-        loop {
-            let text = tokio::time::timeout(ANSWER, next_text(&mut self.ws))
-                .await
-                .expect("a STOMP frame in time")
-                .expect("the connection is open");
-            if text != "\n" {
-                return text;
-            }
-        }
-    }
-
-    /// Sends `frame` (a command line, then headers and body) with a receipt, and waits for it.
-    pub async fn with_receipt(&mut self, frame: &str) {
-        self.receipts += 1;
-        let receipt = format!("t-{}", self.receipts);
-        let (command, rest) = frame.split_once('\n').expect("a command line");
-        self.send(&format!("{command}\nreceipt:{receipt}\n{rest}"))
-            .await;
-        let answer = self.next().await;
-        assert_eq!(answer, format!("RECEIPT\nreceipt-id:{receipt}\n\n\0"));
-    }
-
-    /// SENDs `body` to `destination`, and waits until the server has taken it.
-    pub async fn publish(&mut self, destination: &str, body: &str) {
-        self.with_receipt(&format!("SEND\ndestination:{destination}\n\n{body}\0"))
-            .await;
-    }
-
-    /// Subscribes to `destination` under the id `id`, once the server has taken it.
-    pub async fn subscribe(&mut self, id: &str, destination: &str) {
-        self.with_receipt(&format!(
-            "SUBSCRIBE\nid:{id}\ndestination:{destination}\n\n\0"
-        ))
-        .await;
-    }
-
-    /// The body of the next MESSAGE.
-    pub async fn next_body(&mut self) -> String {
-        let frame = self.next().await;
-        assert!(frame.starts_with("MESSAGE\n"), "{frame:?}");
-        let (_, body) = frame.split_once("\n\n").unwrap_or_default();
-        body.trim_end_matches('\0').to_owned()
     }
 
     /// Whether nothing but heart-beats arrives for `quiet`.
@@ -99,4 +101,40 @@ impl StompClient {
             }
         }
     }
+}
+
+impl StompSession for StompClient {
+    async fn send(&mut self, frame: &str) {
+        send_text(&mut self.ws, frame).await;
+    }
+
+    /// Panics when no frame comes in time.
+    async fn next(&mut self) -> String {
+        loop {
+            let text = tokio::time::timeout(ANSWER, next_text(&mut self.ws))
+                .await
+                .expect("a STOMP frame in time")
+                .expect("the connection is open");
+            if text != "\n" {
+                return text;
+            }
+        }
+    }
+}
+
+/// The body of `frame`, which must be a MESSAGE (without its NUL).
+pub fn message_body(frame: &str) -> &str {
+    assert!(frame.starts_with("MESSAGE\n"), "{frame:?}");
+    let (_, body) = frame.split_once("\n\n").unwrap_or_default();
+    body.trim_end_matches('\0')
+}
+
+/// The value of the first header `name` of `frame`, if it has one (unescaped values only).
+pub fn header<'a>(frame: &'a str, name: &str) -> Option<&'a str> {
+    let (head, _) = frame.split_once("\n\n")?;
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
 }
