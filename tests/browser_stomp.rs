@@ -14,15 +14,12 @@
 //! Needs chromium and the node packages of `tests/browser`; `bash tests/run-all.sh` installs
 //! both and runs these.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tidings_tests::driver::Browser;
-use tidings_tests::example::Running;
 use tidings_tests::proxy::{Mode, Proxy};
-use tidings_tests::stomp::{StompClient, StompSession};
-use tokio::process::Child;
+use tidings_tests::stomp::{StompExample, StompSession};
 use tokio::sync::Semaphore;
 
 /// One case at a time: each has a Chromium and the example busy on two shared cores.
@@ -33,37 +30,6 @@ const HEARTBEAT_MS: u64 = 1000;
 /// How long anything the test waits for may take.
 const WAIT: Duration = Duration::from_secs(20);
 const ROOM: &str = "/topic/rooms/lobby";
-
-/// The STOMP example, running; killed when dropped.
-struct Example {
-    addr: SocketAddr,
-    _process: Child,
-}
-
-impl Example {
-    async fn start() -> Example {
-        let heartbeat = HEARTBEAT_MS.to_string();
-        let args = ["--addr", "127.0.0.1:0", "--heartbeat-ms", &heartbeat];
-        let mut example = Running::start("stomp", &args).await;
-        let line = example.line(WAIT).await;
-        let addr = line
-            .trim()
-            .strip_prefix("stomp on http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the stomp example: {line:?}"));
-        Example {
-            addr,
-            _process: example.drain(),
-        }
-    }
-
-    /// A STOMP client of the test's own, as `user`, straight to the example.
-    async fn client(&self, user: &str) -> StompClient {
-        let url = format!("ws://{}/stomp/websocket?user={user}", self.addr);
-        StompClient::connect(&url, "").await
-    }
-}
 
 /// Chromium with pages on the example, through the proxy.
 struct Pages {
@@ -128,7 +94,7 @@ async fn case(how: &str, version: &str) {
         .acquire()
         .await
         .expect("the semaphore is never closed");
-    let example = Example::start().await;
+    let example = StompExample::start(HEARTBEAT_MS).await;
     let proxy = Proxy::start(example.addr, Mode::Pass).await;
     let mut pages = Pages {
         browser: Browser::launch().await,

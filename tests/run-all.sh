@@ -25,19 +25,34 @@ die() {
   exit 1
 }
 
-step "system packages (chromium, redis-server)"
-if [[ -x /usr/bin/chromium ]] && command -v redis-server >/dev/null; then
+step "system packages (chromium, redis-server, python3-venv)"
+apt_packages=()
+[[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)
+command -v redis-server >/dev/null || apt_packages+=(redis-server)
+# stomp.py runs in a virtual environment of its own (below), made by a Python with venv and
+# ensurepip: the one on PATH, else Debian's (python3-venv).
+venv_python() {
+  local candidate
+  for candidate in python3 /usr/bin/python3; do
+    if "$candidate" -c 'import venv, ensurepip' 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+}
+[[ -n "$(venv_python)" ]] || apt_packages+=(python3 python3-venv)
+if ((${#apt_packages[@]} == 0)); then
   echo "already installed"
 else
   sudo=()
   if ((EUID != 0)); then
-    command -v sudo >/dev/null || die "need root or sudo to apt-get install chromium redis-server"
+    command -v sudo >/dev/null || die "need root or sudo to apt-get install ${apt_packages[*]}"
     sudo=(sudo)
   fi
   # Wait for, rather than fail on, another apt process holding the dpkg lock.
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-    install -y --no-install-recommends chromium redis-server
+    install -y --no-install-recommends "${apt_packages[@]}"
 fi
 
 step "node packages (tests/browser)"
@@ -51,6 +66,21 @@ if [[ ! -d "$browser_dir/node_modules" ||
 else
   echo "up to date"
 fi
+
+step "python packages (tests/stomp-py)"
+stomp_py_dir="$repo_root/tests/stomp-py"
+venv="$stomp_py_dir/.venv"
+# The stamp is written after a complete install, so a requirements file newer than it (or an
+# install cut off half way) means installing again.
+if [[ ! -f "$venv/installed" || "$stomp_py_dir/requirements.txt" -nt "$venv/installed" ]]; then
+  rm -rf "$venv"
+  "$(venv_python)" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$stomp_py_dir/requirements.txt"
+  touch "$venv/installed"
+else
+  echo "up to date"
+fi
+export TIDINGS_PYTHON="$venv/bin/python"
 
 export TIDINGS_CHROMIUM="${TIDINGS_CHROMIUM:-/usr/bin/chromium}"
 export TIDINGS_NODE_MODULES="$browser_dir/node_modules"
@@ -72,7 +102,7 @@ cargo test --workspace --all-targets -- --include-ignored
 # transport is known to work when its session lives in Redis.
 step "transport suites on RedisStore (TIDINGS_TEST_STORE=redis)"
 TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
-  --test websocket --test native --test sockjs_http --test sockjs_static
+  --test websocket --test native --test sockjs_http --test sockjs_static --test stomp
 
 # --all-targets does not include doctests.
 step "cargo test --workspace --doc"

@@ -300,6 +300,17 @@ async fn every_bad_frame_is_an_error_then_close_and_others_are_untouched() {
             "SEND to an anonymous session's user destination",
             "SEND\ndestination:/user/$0123/queue/x\n\nhi\0".into(),
         ),
+        (
+            "SEND to a user name longer than 128 bytes",
+            format!(
+                "SEND\ndestination:/user/{}/queue/x\n\nhi\0",
+                "u".repeat(129)
+            ),
+        ),
+        (
+            "SEND to a user name with a control character",
+            "SEND\ndestination:/user/a\\rb/queue/x\n\nhi\0".into(),
+        ),
         ("transaction", "BEGIN\ntransaction:tx1\n\n\0".into()),
         ("a server frame", "MESSAGE\n\n\0".into()),
         ("oversized frame", big),

@@ -1,15 +1,55 @@
-//! A STOMP client on a WebSocket, for tests that need one beside the client under test: to
-//! publish, or to watch what a destination receives.
+//! STOMP for the tests: a client on a WebSocket, for tests that need one beside the client
+//! under test (to publish, or to watch what a destination receives), the session trait every
+//! test client implements, and the STOMP example as a child process.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use tokio::process::Child;
+
+use crate::example::Running;
 use crate::{Ws, next_text, send_text};
 
 /// How long any one answer may take.
 const ANSWER: Duration = Duration::from_secs(10);
+/// How long the example may take to start (it is built before).
+const START: Duration = Duration::from_secs(20);
+
+/// The STOMP example (`examples/stomp`) on a free port, running; killed when dropped.
+pub struct StompExample {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _process: Child,
+}
+
+impl StompExample {
+    /// Builds (once) and starts the example with heart-beats every `heartbeat_ms`.
+    pub async fn start(heartbeat_ms: u64) -> StompExample {
+        let heartbeat = heartbeat_ms.to_string();
+        let args = ["--addr", "127.0.0.1:0", "--heartbeat-ms", &heartbeat];
+        let mut example = Running::start("stomp", &args).await;
+        let line = example.line(START).await;
+        let addr = line
+            .trim()
+            .strip_prefix("stomp on http://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the stomp example: {line:?}"));
+        StompExample {
+            addr,
+            _process: example.drain(),
+        }
+    }
+
+    /// A STOMP client of the test's own, as `user`, on the example's raw WebSocket.
+    pub async fn client(&self, user: &str) -> StompClient {
+        let url = format!("ws://{}/stomp/websocket?user={user}", self.addr);
+        StompClient::connect(&url, "").await
+    }
+}
 
 /// What a test does with a STOMP session, whatever carries its frames: it implements `send`
 /// and `next`, and gets the rest.

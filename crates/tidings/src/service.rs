@@ -78,9 +78,9 @@ impl Tidings {
     /// use tidings::Tidings;
     ///
     /// let tidings = Tidings::builder()
+    ///     // Every SEND to /app/… comes back on the sender's /user/queue/echo.
     ///     .on_stomp_send(|message| async move {
-    ///         let user = message.user.clone().unwrap_or_default();
-    ///         let _ = message.broker.send_to_user(&user, "/queue/echo", message.body).await;
+    ///         let _ = message.reply("/queue/echo", message.body.clone()).await;
     ///     })
     ///     .build();
     /// let app: Router = Router::new().nest_service("/stomp", tidings.stomp_router());

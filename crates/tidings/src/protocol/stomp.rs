@@ -139,7 +139,7 @@ impl StompBroker {
 
     /// [`send`](StompBroker::send) with headers that every MESSAGE of it carries. Headers a
     /// MESSAGE sets itself (`destination`, `message-id`, `subscription`, `content-length`, `ack`)
-    /// are dropped.
+    /// and those that belong to a SEND frame (`receipt`, `transaction`) are dropped.
     pub async fn send_with_headers(
         &self,
         destination: &str,
@@ -158,7 +158,9 @@ impl StompBroker {
 
     /// Publishes `body` to every session of `user` subscribed to the user destination
     /// `destination` (`/queue/echo`: its sessions subscribe to `/user/queue/echo`), as Spring's
-    /// `convertAndSendToUser` does.
+    /// `convertAndSendToUser` does. Fails with [`Error::InvalidDestination`] for a destination
+    /// outside the broker prefixes, and for a user name that is empty, longer than 128 bytes or
+    /// holds control characters.
     pub async fn send_to_user(
         &self,
         user: &str,
@@ -166,6 +168,9 @@ impl StompBroker {
         body: impl Into<String>,
     ) -> Result<Offset, Error> {
         broker_topic(&self.config, destination).map_err(Error::InvalidDestination)?;
+        if let Some(fault) = bad_user_key(user) {
+            return Err(Error::InvalidDestination(fault.to_owned()));
+        }
         let payload = Payload::with_headers(body.into(), Vec::new());
         self.hub
             .publish(&user_topic(user, destination), payload)
@@ -446,13 +451,9 @@ impl Stomp {
             login = hook(session.channel.clone(), offered)
                 .await
                 .map_err(|message| Fault::new(message, Some(frame)))?;
-            if let Some(user) = &login
-                && (user.is_empty() || user.contains(char::is_control))
-            {
-                return Err(Fault::new(
-                    "the login hook named an empty user, or one with control characters",
-                    Some(frame),
-                ));
+            if let Some(fault) = login.as_deref().and_then(bad_user) {
+                let message = format!("the login hook named a user that cannot be: {fault}");
+                return Err(Fault::new(message, Some(frame)));
             }
         }
         let (cx, cy) = heart_beat(frame.header("heart-beat"));
@@ -711,6 +712,32 @@ fn broker_topic(config: &StompConfig, destination: &str) -> Result<Topic, String
     Topic::new(destination).map_err(|e| e.to_string())
 }
 
+/// The longest user name a user destination can name, in bytes.
+const MAX_USER: usize = 128;
+
+/// Why `user` cannot be the user of user destinations, if it cannot: it must be 1 to
+/// [`MAX_USER`] bytes without control characters, and must not start with `$`, which marks
+/// the private key of an anonymous session ([`user_key`]).
+fn bad_user(user: &str) -> Option<&'static str> {
+    if user.starts_with('$') {
+        Some("the user destinations of anonymous sessions are their own")
+    } else {
+        bad_user_key(user)
+    }
+}
+
+/// [`bad_user`] without the `$` rule: what the application may name in
+/// [`StompBroker::send_to_user`], anonymous sessions' keys included.
+fn bad_user_key(user: &str) -> Option<&'static str> {
+    if user.is_empty() || user.len() > MAX_USER {
+        Some("a user name is 1 to 128 bytes")
+    } else if user.contains(char::is_control) {
+        Some("a user name has no control characters")
+    } else {
+        None
+    }
+}
+
 /// The topic a SEND (from a client or the application) to `destination` publishes to.
 pub(crate) fn send_topic(config: &StompConfig, destination: &str) -> Result<Topic, String> {
     if let Some(rest) = destination
@@ -720,10 +747,10 @@ pub(crate) fn send_topic(config: &StompConfig, destination: &str) -> Result<Topi
         let (user, target) = rest
             .split_once('/')
             .ok_or_else(|| format!("a user destination is {}/{{user}}/…", config.user_prefix))?;
-        if user.starts_with('$') {
-            return Err("the user destinations of anonymous sessions are their own".to_owned());
-        }
         let user = user.replace("%2F", "/").replace("%2f", "/");
+        if let Some(fault) = bad_user(&user) {
+            return Err(fault.to_owned());
+        }
         let target = format!("/{target}");
         broker_topic(config, &target)?;
         return Ok(user_topic(&user, &target));
