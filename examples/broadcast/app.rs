@@ -30,7 +30,12 @@ pub(crate) fn builder(retention: usize) -> Builder {
         })
 }
 
-/// The service `builder` configures, under `/broadcast`.
+/// The service `builder` configures, under `/broadcast`, and its STOMP endpoint at `/stomp`,
+/// where a SEND to a `/topic/…` reaches every STOMP subscriber of it, as Spring's simple broker
+/// does (STOMP clients see only their subscriptions, not the broadcast of the others).
 pub(crate) fn router(builder: Builder) -> Router {
-    Router::new().nest_service("/broadcast", builder.build().router())
+    let tidings = builder.build();
+    Router::new()
+        .nest_service("/broadcast", tidings.router())
+        .nest_service("/stomp", tidings.stomp_router())
 }

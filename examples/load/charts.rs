@@ -21,7 +21,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
 /// The order bars appear in, top to bottom.
-const TARGETS: [&str; 10] = [
+const TARGETS: [&str; 11] = [
     "sockjs-ws",
     "raw-ws",
     "xhr-streaming",
@@ -31,6 +31,7 @@ const TARGETS: [&str; 10] = [
     "native-sse",
     "native-stream",
     "native-poll",
+    "stomp-ws",
     "baseline",
 ];
 

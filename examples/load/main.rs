@@ -63,8 +63,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Fanout)]
     mode: Mode,
     /// Tidings transports to measure, comma-separated: sockjs-ws, raw-ws, xhr-streaming,
-    /// eventsource, xhr-polling, native-ws, native-sse, native-stream, native-poll; or `all`,
-    /// or `none` (only the baseline).
+    /// eventsource, xhr-polling, native-ws, native-sse, native-stream, native-poll, stomp-ws;
+    /// or `all`, or `none` (only the baseline).
     #[arg(long, default_value = "sockjs-ws")]
     transport: String,
     /// Sessions per run.

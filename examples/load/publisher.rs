@@ -16,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::run::{Failed, Round, Shared, message_text};
-use crate::transport::tcp;
+use crate::transport::{STOMP_CONNECT, stomp_send, tcp};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -27,6 +27,9 @@ pub(crate) enum Framing {
     SockJs,
     /// `/broadcast/websocket`: one text message per message.
     Raw,
+    /// `/stomp/websocket`: a STOMP SEND to [`STOMP_TOPIC`](crate::transport::STOMP_TOPIC)
+    /// per message.
+    Stomp,
 }
 
 enum Command {
@@ -170,15 +173,26 @@ async fn connect(addr: &str, framing: Framing) -> Result<Ws, String> {
     let path = match framing {
         Framing::Raw => "/broadcast/websocket",
         Framing::SockJs => "/broadcast/000/publisher/websocket",
+        Framing::Stomp => "/stomp/websocket",
     };
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), tcp)
         .await
         .map_err(|e| e.to_string())?;
-    if framing == Framing::SockJs {
-        match ws.next().await {
+    match framing {
+        Framing::SockJs => match ws.next().await {
             Some(Ok(Message::Text(text))) if text.as_str() == "o" => {}
             other => return Err(format!("expected the SockJS open frame, got {other:?}")),
+        },
+        Framing::Stomp => {
+            ws.send(Message::text(STOMP_CONNECT))
+                .await
+                .map_err(|e| e.to_string())?;
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) if text.starts_with("CONNECTED\n") => {}
+                other => return Err(format!("expected STOMP's CONNECTED, got {other:?}")),
+            }
         }
+        Framing::Raw => {}
     }
     Ok(ws)
 }
@@ -192,6 +206,7 @@ fn encode(text: String, framing: Framing) -> Message {
     match framing {
         Framing::Raw => Message::text(text),
         Framing::SockJs => Message::text(serde_json::Value::from(vec![text]).to_string()),
+        Framing::Stomp => Message::text(stomp_send(&text)),
     }
 }
 

@@ -307,6 +307,7 @@ async fn drive(
     let (stop_tx, stop) = watch::channel(false);
     let framing = match target.transport {
         Transport::SockjsWs => Framing::SockJs,
+        Transport::StompWs => Framing::Stomp,
         _ => Framing::Raw,
     };
     let mut publisher = Publisher::start(

@@ -36,11 +36,16 @@ pub(crate) enum Transport {
     NativeStream,
     /// Native long-polling: `/native/poll`.
     NativePoll,
+    /// STOMP over a WebSocket: `/stomp/websocket`, subscribed to [`STOMP_TOPIC`].
+    StompWs,
 }
+
+/// The STOMP destination the publisher SENDs to and every STOMP subscriber follows.
+pub(crate) const STOMP_TOPIC: &str = "/topic/broadcast";
 
 impl Transport {
     /// Every transport, in the order the report lists them.
-    pub(crate) const ALL: [Transport; 9] = [
+    pub(crate) const ALL: [Transport; 10] = [
         Transport::SockjsWs,
         Transport::RawWs,
         Transport::XhrStreaming,
@@ -50,6 +55,7 @@ impl Transport {
         Transport::NativeSse,
         Transport::NativeStream,
         Transport::NativePoll,
+        Transport::StompWs,
     ];
 
     /// The name on the command line and in reports.
@@ -64,6 +70,7 @@ impl Transport {
             Transport::NativeSse => "native-sse",
             Transport::NativeStream => "native-stream",
             Transport::NativePoll => "native-poll",
+            Transport::StompWs => "stomp-ws",
         }
     }
 
@@ -71,7 +78,7 @@ impl Transport {
     pub(crate) fn websocket(self) -> bool {
         matches!(
             self,
-            Transport::SockjsWs | Transport::RawWs | Transport::NativeWs
+            Transport::SockjsWs | Transport::RawWs | Transport::NativeWs | Transport::StompWs
         )
     }
 
@@ -201,7 +208,7 @@ impl Session {
     ) -> Result<Session, String> {
         let id = if transport.native() {
             negotiate(addr).await?
-        } else if transport == Transport::RawWs {
+        } else if matches!(transport, Transport::RawWs | Transport::StompWs) {
             String::new()
         } else {
             format!("/broadcast/{:03}/{run}-{index}", index % 1000)
@@ -209,12 +216,24 @@ impl Session {
         let wire = if transport.websocket() {
             let path = match transport {
                 Transport::RawWs => "/broadcast/websocket".to_owned(),
+                Transport::StompWs => "/stomp/websocket".to_owned(),
                 Transport::NativeWs => format!("/broadcast/native/ws?v=2&token={id}"),
                 _ => format!("{id}/websocket"),
             };
-            let connection = Connection::handshake(tcp(addr).await?, addr, &path)
+            let mut connection = Connection::handshake(tcp(addr).await?, addr, &path)
                 .await
                 .map_err(|e| describe_io(&e))?;
+            if transport == Transport::StompWs {
+                // Subscribed at once, without waiting for CONNECTED: the server reads the
+                // frames in order.
+                let subscribe = format!("SUBSCRIBE\nid:0\ndestination:{STOMP_TOPIC}\n\n\0");
+                for frame in [STOMP_CONNECT, subscribe.as_str()] {
+                    connection
+                        .send_text(frame)
+                        .await
+                        .map_err(|e| describe_io(&e))?;
+                }
+            }
             Wire::Ws(connection)
         } else {
             let kind = match transport {
@@ -326,6 +345,10 @@ impl Session {
                                 on_open(matches!(frame, NativeFrame::Position(_)));
                                 native_event(frame, pos, &mut on_event)
                             }
+                            Transport::StompWs => {
+                                on_open(text.starts_with("CONNECTED\n"));
+                                stomp_frame(text, &mut on_event)
+                            }
                             _ => on_event(Event::Message(text)),
                         },
                         client::Event::Ping => on_event(Event::Heartbeat),
@@ -374,6 +397,7 @@ impl Session {
         if let Wire::Ws(connection) = &mut self.wire {
             return match self.transport {
                 Transport::SockjsWs => connection.send_text(&array()).await,
+                Transport::StompWs => connection.send_text(&stomp_send(text)).await,
                 _ => connection.send_text(text).await,
             };
         }
@@ -589,6 +613,44 @@ pub(crate) fn sockjs_messages(array: &str, mut each: impl FnMut(&str)) -> bool {
             true
         }
         Err(_) => false,
+    }
+}
+
+/// The CONNECT of STOMP sessions: 1.2, no heart-beats (the server pings, as on every
+/// WebSocket).
+pub(crate) const STOMP_CONNECT: &str = "CONNECT\naccept-version:1.2\nhost:load\n\n\0";
+
+/// A SEND of `text` to [`STOMP_TOPIC`].
+pub(crate) fn stomp_send(text: &str) -> String {
+    format!("SEND\ndestination:{STOMP_TOPIC}\n\n{text}\0")
+}
+
+/// Acts on one WebSocket message of a STOMP session: one frame, as the server sends them.
+/// Returns false once the session is closed.
+fn stomp_frame(text: &str, on_event: &mut impl FnMut(Event<'_>) -> bool) -> bool {
+    if text == "\n" {
+        return on_event(Event::Heartbeat);
+    }
+    if text.starts_with("ERROR\n") {
+        eprintln!("load: STOMP error {text:?}");
+        on_event(Event::Closed(0));
+        return false;
+    }
+    if !text.starts_with("MESSAGE\n") {
+        // CONNECTED, RECEIPT.
+        return true;
+    }
+    // Every MESSAGE has a content-length, so the body is what lies between the blank line and
+    // the final NUL, whatever it holds.
+    match text
+        .split_once("\n\n")
+        .and_then(|(_, body)| body.strip_suffix('\0'))
+    {
+        Some(body) => on_event(Event::Message(body)),
+        None => {
+            eprintln!("load: malformed STOMP frame {text:?}");
+            true
+        }
     }
 }
 

@@ -9,10 +9,12 @@
 //! routes.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 
+use tidings_core::Cursor;
 use tidings_store::Payload;
 
 use crate::engine::channel::Closed;
@@ -84,6 +86,22 @@ pub(crate) struct Texts {
     pub(crate) text: Utf8Bytes,
     /// `a["…"]`, the message alone in a SockJS frame.
     pub(crate) sockjs_frame: Utf8Bytes,
+    /// Its STOMP MESSAGE frame, built by the first STOMP subscriber that receives it.
+    pub(crate) stomp: OnceLock<StompShared>,
+}
+
+/// What a STOMP MESSAGE frame of one message is for every subscriber ([`stomp`] builds and
+/// reads it): only the subscription's own headers come first and differ.
+pub(crate) struct StompShared {
+    /// The message's position, which its `message-id` names: a payload is published to one
+    /// topic, so every delivery of it has this one.
+    pub(crate) cursor: Cursor,
+    /// The rest of the frame after the subscription's headers: `message-id`, `destination`,
+    /// the sender's headers, `content-length`, the blank line, the body and the NUL.
+    pub(crate) rest: String,
+    /// The whole frame for the first subscription id (with `ack: auto`) that asked, shared by
+    /// every later subscriber whose id is the same, as most are (`sub-0` of `@stomp/stompjs`).
+    pub(crate) common: OnceLock<(Box<str>, Utf8Bytes)>,
 }
 
 impl Texts {
@@ -99,12 +117,19 @@ impl Texts {
         Texts::of(payload, |t| t.sockjs_frame.clone())
     }
 
-    /// One of the texts of `payload`: shared when the payload can hold them, else built here.
+    /// One of the texts of `payload`.
     #[inline]
     fn of(payload: &Payload, pick: impl FnOnce(&Texts) -> Utf8Bytes) -> Utf8Bytes {
+        Texts::with(payload, pick)
+    }
+
+    /// Calls `use_texts` with the texts of `payload`: shared when the payload can hold them,
+    /// else built for this call alone.
+    #[inline]
+    pub(crate) fn with<R>(payload: &Payload, use_texts: impl FnOnce(&Texts) -> R) -> R {
         match payload.shared_form(Texts::build) {
-            Some(texts) => pick(texts),
-            None => pick(&Texts::build(payload)),
+            Some(texts) => use_texts(texts),
+            None => use_texts(&Texts::build(payload)),
         }
     }
 
@@ -114,6 +139,7 @@ impl Texts {
         Texts {
             text: text(payload.text_bytes()),
             sockjs_frame: text(payload.sockjs().frame().as_bytes()),
+            stomp: OnceLock::new(),
         }
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -22,7 +22,7 @@ use tidings_core::stomp::{Command, Decoder, Frame as StompFrame, Item, Limits, V
 use tidings_core::{CloseCode, Cursor, Epoch, Offset, sockjs};
 use tidings_store::{ChannelState, Payload, Subscription, Topic};
 
-use super::{Frame, Protocol};
+use super::{Frame, Protocol, StompShared, Texts};
 use crate::engine::channel::{Channel, Closed};
 use crate::engine::error::Error;
 use crate::engine::hub::Hub;
@@ -273,16 +273,21 @@ impl Sub {
 
     /// The subscriptions a label names.
     fn parse(label: &str) -> impl Iterator<Item = Sub> + '_ {
+        Sub::each(label).map(|(id, acks)| Sub {
+            id: id.to_owned(),
+            acks,
+        })
+    }
+
+    /// The id and `acks` of each subscription a label names, without copying them.
+    fn each(label: &str) -> impl Iterator<Item = (&str, bool)> {
         label.split('\n').filter_map(|line| {
             let acks = match line.as_bytes().first()? {
                 b'c' => true,
                 b'a' => false,
                 _ => return None,
             };
-            Some(Sub {
-                id: line[1..].to_owned(),
-                acks,
-            })
+            Some((&line[1..], acks))
         })
     }
 }
@@ -361,7 +366,7 @@ impl Stomp {
     }
 
     /// Wraps STOMP frames for the envelope.
-    fn wrap(&self, frames: Vec<String>, out: &mut Vec<Frame>) {
+    fn wrap(&self, frames: Vec<Utf8Bytes>, out: &mut Vec<Frame>) {
         if frames.is_empty() {
             return;
         }
@@ -794,38 +799,73 @@ fn parse_message_id(id: &str) -> Option<Cursor> {
     Some(Cursor::new(Epoch(epoch), Offset(offset.parse().ok()?)))
 }
 
-/// The MESSAGE frame of `delivered` for the subscription `id`. Headers are escaped as 1.2
-/// escapes them, whatever the version, as Spring does: values with `:`, `\`, CR or LF are
-/// rare, and only 1.0 clients would see the escapes.
-fn message_frame(config: &StompConfig, delivered: &Delivered, sub: &Sub) -> String {
-    let payload = &delivered.payload;
-    let body = payload.text();
-    let mut out = Vec::with_capacity(96 + body.len());
-    out.extend_from_slice(b"MESSAGE\n");
-    let mut header = |name: &str, value: &str| {
-        tidings_core::stomp::push_escaped(&mut out, name, true, Version::V1_2);
-        out.push(b':');
-        tidings_core::stomp::push_escaped(&mut out, value, true, Version::V1_2);
-        out.push(b'\n');
-    };
-    let id = message_id(delivered.cursor);
-    header("subscription", &sub.id);
-    header("message-id", &id);
-    if sub.acks {
-        header("ack", &id);
+impl StompShared {
+    /// The shared part of the MESSAGE frame of `delivered`.
+    fn new(config: &StompConfig, delivered: &Delivered) -> StompShared {
+        let payload = &delivered.payload;
+        let body = payload.text();
+        let mut rest = Vec::with_capacity(96 + body.len());
+        push_header(&mut rest, "message-id", &message_id(delivered.cursor));
+        push_header(
+            &mut rest,
+            "destination",
+            &destination_of(config, &delivered.topic),
+        );
+        for (name, value) in payload.headers() {
+            push_header(&mut rest, name, value);
+        }
+        let mut length = String::new();
+        let _ = write!(length, "{}", body.len());
+        push_header(&mut rest, "content-length", &length);
+        rest.push(b'\n');
+        rest.extend_from_slice(body.as_bytes());
+        rest.push(0);
+        StompShared {
+            cursor: delivered.cursor,
+            // Built from `str` pieces, so always UTF-8.
+            rest: String::from_utf8(rest).unwrap_or_default(),
+            common: OnceLock::new(),
+        }
     }
-    header("destination", &destination_of(config, &delivered.topic));
-    for (name, value) in payload.headers() {
-        header(name, value);
+
+    /// The whole frame for the subscription `id`: shared when it is the common one.
+    fn frame(&self, id: &str, acks: bool) -> Utf8Bytes {
+        if acks {
+            return self.build(id, acks).into();
+        }
+        let (common, frame) = self
+            .common
+            .get_or_init(|| (id.into(), self.build(id, false).into()));
+        if **common == *id {
+            frame.clone()
+        } else {
+            self.build(id, false).into()
+        }
     }
-    let mut length = String::new();
-    let _ = write!(length, "{}", body.len());
-    header("content-length", &length);
+
+    /// `MESSAGE`, the subscription's headers (`subscription`, and `ack` when the client
+    /// acknowledges), then the shared rest.
+    fn build(&self, id: &str, acks: bool) -> String {
+        let mut out = Vec::with_capacity(32 + id.len() + self.rest.len());
+        out.extend_from_slice(b"MESSAGE\n");
+        push_header(&mut out, "subscription", id);
+        if acks {
+            push_header(&mut out, "ack", &message_id(self.cursor));
+        }
+        out.extend_from_slice(self.rest.as_bytes());
+        // Built from `str` pieces, so always UTF-8.
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Appends the header line `name:value` of a MESSAGE, escaped as 1.2 escapes it whatever the
+/// version, as Spring does: values with `:`, `\`, CR or LF are rare, and only 1.0 clients would
+/// see the escapes.
+fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    tidings_core::stomp::push_escaped(out, name, true, Version::V1_2);
+    out.push(b':');
+    tidings_core::stomp::push_escaped(out, value, true, Version::V1_2);
     out.push(b'\n');
-    out.extend_from_slice(body.as_bytes());
-    out.push(0);
-    // Built from `str` pieces, so always UTF-8.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 async fn reply(session: &Session, frame: &StompFrame) -> Result<(), Fault> {
@@ -853,10 +893,11 @@ impl Protocol for Stomp {
     }
 
     fn messages(&mut self, messages: &[Delivered], out: &mut Vec<Frame>) {
+        let config = self.service.config();
         let mut frames = Vec::with_capacity(messages.len());
         for delivered in messages {
             if delivered.reply {
-                frames.push(delivered.payload.text().to_owned());
+                frames.push(Texts::text(&delivered.payload));
                 continue;
             }
             // Only what came through a subscription: a STOMP client has no other way to
@@ -868,9 +909,20 @@ impl Protocol for Stomp {
             if delivered.topic.private_to().is_some() {
                 continue;
             }
-            for sub in Sub::parse(label) {
-                frames.push(message_frame(self.service.config(), delivered, &sub));
-            }
+            Texts::with(&delivered.payload, |texts| {
+                let shared = texts
+                    .stomp
+                    .get_or_init(|| StompShared::new(config, delivered));
+                // Never other in practice (see `StompShared::cursor`), but then built apart.
+                let own;
+                let shared = if shared.cursor == delivered.cursor {
+                    shared
+                } else {
+                    own = StompShared::new(config, delivered);
+                    &own
+                };
+                frames.extend(Sub::each(label).map(|(id, acks)| shared.frame(id, acks)));
+            });
         }
         self.wrap(frames, out);
     }
@@ -880,7 +932,7 @@ impl Protocol for Stomp {
     /// on a WebSocket only when the client asked for them, else the transport's ping.
     fn heartbeat(&mut self, out: &mut Vec<Frame>) {
         if self.envelope == Envelope::SockJs || self.beats {
-            self.wrap(vec!["\n".to_owned()], out);
+            self.wrap(vec![Utf8Bytes::from_static("\n")], out);
         }
     }
 
@@ -896,7 +948,7 @@ impl Protocol for Stomp {
                 .with_header("content-type", "text/plain")
                 .with_body(closed.reason.clone());
             let text = String::from_utf8(error.encode(Version::V1_2)).unwrap_or_default();
-            self.wrap(vec![text], out);
+            self.wrap(vec![text.into()], out);
         }
         if self.envelope == Envelope::SockJs {
             let reason = tidings_core::close::truncate_reason(&closed.reason);
@@ -1008,6 +1060,40 @@ mod tests {
         assert_eq!(message_id(cursor), "abc-42");
         assert_eq!(parse_message_id("abc-42"), Some(cursor));
         assert_eq!(parse_message_id("abc:42"), None);
+    }
+
+    #[test]
+    fn a_message_frame_is_built_once_for_the_common_subscription_id() {
+        let config = StompConfig::default();
+        let payload = Payload::with_headers("hi", vec![("x-a".into(), "1:2".into())]);
+        let delivered = Delivered {
+            payload,
+            topic: Topic::new("/topic/t").expect("a topic"),
+            cursor: Cursor::new(Epoch(0xe), Offset(7)),
+            label: None,
+            reply: false,
+        };
+        let shared = StompShared::new(&config, &delivered);
+        let first = shared.frame("sub-0", false);
+        assert_eq!(
+            first.as_str(),
+            "MESSAGE\nsubscription:sub-0\nmessage-id:e-7\ndestination:/topic/t\n\
+             x-a:1\\c2\ncontent-length:2\n\nhi\0"
+        );
+        // The same bytes, not a copy, for every subscriber with that id.
+        let again = shared.frame("sub-0", false);
+        assert_eq!(again.as_str().as_ptr(), first.as_str().as_ptr());
+        let other = shared.frame("x", false);
+        assert!(
+            other
+                .as_str()
+                .starts_with("MESSAGE\nsubscription:x\nmessage-id:e-7\n")
+        );
+        let acks = shared.frame("sub-0", true);
+        assert!(
+            acks.as_str()
+                .starts_with("MESSAGE\nsubscription:sub-0\nack:e-7\nmessage-id:e-7\n")
+        );
     }
 
     #[test]
