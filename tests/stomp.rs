@@ -3,6 +3,7 @@
 //! is the NUL that ends a frame, `>>` what the client sent, `<<` what it received, and the
 //! epoch part of message ids is `E` (it is random per topic).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,7 +11,7 @@ use futures::SinkExt;
 use tidings::stomp::{StompConfig, StompLogin};
 use tidings::{Identity, Retention, Tidings};
 use tidings_tests::http::Request;
-use tidings_tests::stomp::StompSession;
+use tidings_tests::stomp::{StompSession, split_frames};
 use tidings_tests::{Server, Ws, connect, next_text, send_text};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -69,10 +70,17 @@ async fn server() -> (Server, Tidings) {
     start(tidings_tests::builder()).await
 }
 
-/// One STOMP client on the raw WebSocket, keeping a transcript.
+/// One STOMP client on the raw WebSocket, keeping a transcript: `>>` what it sent, `<<` each
+/// frame it received. Frames that come together in one WebSocket message, as the server joins
+/// those ready at once, are shown as `<+` after the first only with `show_joins` set, where the
+/// test makes that certain: whether frames that come from different moments are ready at once
+/// is a matter of timing.
 struct Client {
     ws: Ws,
     transcript: String,
+    /// Further frames of the last message, not yet taken.
+    joined: VecDeque<String>,
+    show_joins: bool,
 }
 
 impl Client {
@@ -91,6 +99,8 @@ impl Client {
         Client {
             ws,
             transcript: String::new(),
+            joined: VecDeque::new(),
+            show_joins: false,
         }
     }
 
@@ -104,6 +114,9 @@ impl Client {
 
     /// Waits until nothing arrives for `quiet`.
     async fn silent_for(&mut self, quiet: Duration) -> bool {
+        if !self.joined.is_empty() {
+            return false;
+        }
         tokio::time::timeout(quiet, next_text(&mut self.ws))
             .await
             .is_err()
@@ -116,15 +129,24 @@ impl StompSession for Client {
         send_text(&mut self.ws, text).await;
     }
 
-    /// The next message, heart-beats included, or `end` when the connection ended without a
+    /// The next frame, heart-beats included, or `end` when the connection ended without a
     /// close frame.
     async fn next(&mut self) -> String {
+        if let Some(frame) = self.joined.pop_front() {
+            let mark = if self.show_joins { "<+" } else { "<<" };
+            self.transcript
+                .push_str(&format!("{mark} {}\n", show(&frame)));
+            return frame;
+        }
         let text = tokio::time::timeout(Duration::from_secs(5), next_text(&mut self.ws))
             .await
             .expect("an answer within 5 s")
             .unwrap_or_else(|| "end".to_owned());
-        self.transcript.push_str(&format!("<< {}\n", show(&text)));
-        text
+        let mut frames = split_frames(&text).into_iter().map(str::to_owned);
+        let first = frames.next().unwrap_or_default();
+        self.joined.extend(frames);
+        self.transcript.push_str(&format!("<< {}\n", show(&first)));
+        first
     }
 }
 
@@ -221,6 +243,8 @@ async fn topics_reach_every_subscriber_with_the_senders_headers() {
 async fn unsubscribe_stops_delivery_and_duplicate_ids_are_refused() {
     let (server, _) = server().await;
     let mut a = Client::connected(&server, "").await;
+    // Both subscriptions' frames of one message come in one WebSocket message.
+    a.show_joins = true;
     a.with_receipt("SUBSCRIBE\nid:1\ndestination:/topic/t\n\n\0", "s")
         .await;
     a.with_receipt("SUBSCRIBE\nid:2\ndestination:/topic/t\n\n\0", "s2")
@@ -618,4 +642,28 @@ fn header<'a>(frame: &'a str, name: &str) -> Option<&'a str> {
 fn body(frame: &str) -> String {
     let (_, body) = frame.split_once("\n\n").unwrap_or_default();
     body.trim_end_matches('\0').to_owned()
+}
+
+/// With `join_frames` off, every frame is a WebSocket message of its own, as Spring sends them.
+#[tokio::test]
+async fn without_join_frames_each_frame_is_a_message_of_its_own() {
+    let config = StompConfig {
+        join_frames: false,
+        ..StompConfig::default()
+    };
+    let (server, _) = start(tidings_tests::builder().stomp(config)).await;
+    let mut a = Client::connected(&server, "").await;
+    for id in ["1", "2"] {
+        let frame = format!("SUBSCRIBE\nid:{id}\ndestination:/topic/t\n\n\0");
+        a.with_receipt(&frame, id).await;
+    }
+    a.send("SEND\ndestination:/topic/t\n\none\0").await;
+    for id in ["1", "2"] {
+        let frame = a.next().await;
+        assert!(
+            frame.starts_with(&format!("MESSAGE\nsubscription:{id}\n")),
+            "{frame:?}"
+        );
+        assert!(a.joined.is_empty(), "one frame per WebSocket message");
+    }
 }

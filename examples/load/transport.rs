@@ -347,7 +347,7 @@ impl Session {
                             }
                             Transport::StompWs => {
                                 on_open(text.starts_with("CONNECTED\n"));
-                                stomp_frame(text, &mut on_event)
+                                stomp_frames(text, &mut on_event)
                             }
                             _ => on_event(Event::Message(text)),
                         },
@@ -625,33 +625,43 @@ pub(crate) fn stomp_send(text: &str) -> String {
     format!("SEND\ndestination:{STOMP_TOPIC}\n\n{text}\0")
 }
 
-/// Acts on one WebSocket message of a STOMP session: one frame, as the server sends them.
-/// Returns false once the session is closed.
-fn stomp_frame(text: &str, on_event: &mut impl FnMut(Event<'_>) -> bool) -> bool {
-    if text == "\n" {
-        return on_event(Event::Heartbeat);
-    }
-    if text.starts_with("ERROR\n") {
-        eprintln!("load: STOMP error {text:?}");
-        on_event(Event::Closed(0));
-        return false;
-    }
-    if !text.starts_with("MESSAGE\n") {
-        // CONNECTED, RECEIPT.
-        return true;
-    }
-    // Every MESSAGE has a content-length, so the body is what lies between the blank line and
-    // the final NUL, whatever it holds.
-    match text
-        .split_once("\n\n")
-        .and_then(|(_, body)| body.strip_suffix('\0'))
-    {
-        Some(body) => on_event(Event::Message(body)),
-        None => {
-            eprintln!("load: malformed STOMP frame {text:?}");
-            true
+/// Acts on one WebSocket message of a STOMP session: its frames, which the server may join
+/// several to a message. Returns false once the session is closed.
+fn stomp_frames(text: &str, on_event: &mut impl FnMut(Event<'_>) -> bool) -> bool {
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('\n') {
+            if !on_event(Event::Heartbeat) {
+                return false;
+            }
+            rest = after;
+            continue;
         }
+        let Some(head_end) = memchr::memmem::find(rest.as_bytes(), b"\n\n") else {
+            eprintln!("load: malformed STOMP frame {rest:?}");
+            return true;
+        };
+        let (head, body) = (&rest[..head_end], &rest[head_end + 2..]);
+        // A MESSAGE and an ERROR have a content-length; CONNECTED and RECEIPT have no body.
+        let length = memchr::memmem::find(head.as_bytes(), b"\ncontent-length:")
+            .and_then(|at| head[at + 16..].split('\n').next()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        let Some(content) = body.get(..length) else {
+            eprintln!("load: malformed STOMP frame {rest:?}");
+            return true;
+        };
+        if head.starts_with("ERROR\n") {
+            eprintln!("load: STOMP error {content:?}");
+            on_event(Event::Closed(0));
+            return false;
+        }
+        if head.starts_with("MESSAGE\n") && !on_event(Event::Message(content)) {
+            return false;
+        }
+        // The body, then its NUL.
+        rest = body.get(length + 1..).unwrap_or_default();
     }
+    true
 }
 
 /// Reads one native JSON frame.
@@ -806,6 +816,33 @@ mod tests {
         );
         assert_eq!(split(r#"["x\",\"y"]"#), Some(vec![r#"x","y"#.to_owned()]));
         assert_eq!(split("nope"), None);
+    }
+
+    #[test]
+    fn stomp_messages_joined_in_one_websocket_message() {
+        let message = |body: &str| {
+            format!(
+                "MESSAGE\nsubscription:0\nmessage-id:e-1\ndestination:/topic/broadcast\n\
+                 content-length:{}\n\n{body}\0",
+                body.len()
+            )
+        };
+        let text = format!(
+            "CONNECTED\nversion:1.2\n\n\0{}{}\n",
+            message("one"),
+            message("t\0o")
+        );
+        let mut events = Vec::new();
+        let open = stomp_frames(&text, &mut |event| {
+            events.push(match event {
+                Event::Message(m) => format!("m:{m}"),
+                Event::Heartbeat => "h".to_owned(),
+                Event::Closed(code) => format!("c:{code}"),
+            });
+            true
+        });
+        assert!(open);
+        assert_eq!(events, ["m:one", "m:t\0o", "h"]);
     }
 
     /// The events and final position `kind` reads from `body`, and the bytes it used.

@@ -2,6 +2,7 @@
 //! under test (to publish, or to watch what a destination receives), the session trait every
 //! test client implements, and the STOMP example as a child process.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -111,6 +112,8 @@ fn fresh_receipt() -> String {
 /// A connected STOMP 1.2 client on a WebSocket; skips heart-beats.
 pub struct StompClient {
     ws: Ws,
+    /// Frames read but not yet taken: a WebSocket message may hold several.
+    frames: VecDeque<String>,
 }
 
 impl StompClient {
@@ -125,13 +128,19 @@ impl StompClient {
         let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        let mut client = StompClient { ws };
+        let mut client = StompClient {
+            ws,
+            frames: VecDeque::new(),
+        };
         client.handshake(headers).await;
         client
     }
 
     /// Whether nothing but heart-beats arrives for `quiet`.
     pub async fn silent_for(&mut self, quiet: Duration) -> bool {
+        if !self.frames.is_empty() {
+            return false;
+        }
         let deadline = tokio::time::Instant::now() + quiet;
         loop {
             match tokio::time::timeout_at(deadline, next_text(&mut self.ws)).await {
@@ -151,13 +160,17 @@ impl StompSession for StompClient {
     /// Panics when no frame comes in time.
     async fn next(&mut self) -> String {
         loop {
+            while let Some(frame) = self.frames.pop_front() {
+                if frame != "\n" {
+                    return frame;
+                }
+            }
             let text = tokio::time::timeout(ANSWER, next_text(&mut self.ws))
                 .await
                 .expect("a STOMP frame in time")
                 .expect("the connection is open");
-            if text != "\n" {
-                return text;
-            }
+            self.frames
+                .extend(split_frames(&text).into_iter().map(str::to_owned));
         }
     }
 }
@@ -177,4 +190,38 @@ pub fn header<'a>(frame: &'a str, name: &str) -> Option<&'a str> {
         .filter_map(|line| line.split_once(':'))
         .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
+}
+
+/// The frames of one message from the server, in order: each whole, with its NUL, and each
+/// heart-beat EOL as a `"\n"` of its own. A body ends where its `content-length` says, else at
+/// the first NUL. Anything else (a close, as `next_text` reports it) is one item.
+pub fn split_frames(text: &str) -> Vec<&str> {
+    let mut frames = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('\n') {
+            frames.push("\n");
+            rest = after;
+            continue;
+        }
+        let Some(head_end) = rest.find("\n\n") else {
+            frames.push(rest);
+            break;
+        };
+        let body_start = head_end + 2;
+        let length = rest[..head_end]
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|n| n.parse::<usize>().ok());
+        let end = match length {
+            Some(length) => body_start + length,
+            None => rest[body_start..]
+                .find('\0')
+                .map_or(rest.len(), |at| body_start + at),
+        };
+        let end = (end + 1).min(rest.len());
+        frames.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    frames
 }
