@@ -117,23 +117,16 @@ impl Texts {
         Texts::of(payload, |t| t.sockjs_frame.clone())
     }
 
-    /// One of the texts of `payload`.
+    /// One of the texts of `payload`: shared when the payload can hold them, else built here.
     #[inline]
     fn of(payload: &Payload, pick: impl FnOnce(&Texts) -> Utf8Bytes) -> Utf8Bytes {
-        Texts::with(payload, pick)
-    }
-
-    /// Calls `use_texts` with the texts of `payload`: shared when the payload can hold them,
-    /// else built for this call alone.
-    #[inline]
-    pub(crate) fn with<R>(payload: &Payload, use_texts: impl FnOnce(&Texts) -> R) -> R {
         match payload.shared_form(Texts::build) {
-            Some(texts) => use_texts(texts),
-            None => use_texts(&Texts::build(payload)),
+            Some(texts) => pick(texts),
+            None => pick(&Texts::build(payload)),
         }
     }
 
-    fn build(payload: &Payload) -> Texts {
+    pub(crate) fn build(payload: &Payload) -> Texts {
         // Both are built from `str`, so the checks pass.
         let text = |bytes: &bytes::Bytes| Utf8Bytes::try_from(bytes.clone()).unwrap_or_default();
         Texts {

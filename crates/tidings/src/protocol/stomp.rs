@@ -375,28 +375,31 @@ impl Stomp {
     }
 
     /// Wraps STOMP frames for the envelope.
-    fn wrap(&self, frames: Vec<Utf8Bytes>, out: &mut Vec<Frame>) {
+    fn wrap(&self, frames: Vec<Piece<'_>>, out: &mut Vec<Frame>) {
         if frames.is_empty() {
             return;
         }
         match self.envelope {
             Envelope::WebSocket if frames.len() > 1 && self.service.config().join_frames => {
-                let mut joined = String::with_capacity(frames.iter().map(|f| f.len()).sum());
+                let len = frames.iter().map(|f| f.as_str().len()).sum();
+                let mut joined = String::with_capacity(len);
                 for frame in &frames {
-                    joined.push_str(frame);
+                    joined.push_str(frame.as_str());
                 }
                 out.push(Frame::new(joined));
             }
-            Envelope::WebSocket => out.extend(frames.into_iter().map(Frame::new)),
+            Envelope::WebSocket => {
+                out.extend(frames.into_iter().map(|f| Frame::new(f.into_text())))
+            }
             Envelope::SockJs => {
-                let len = frames.iter().map(|f| f.len() + 8).sum::<usize>() + 2;
+                let len = frames.iter().map(|f| f.as_str().len() + 8).sum::<usize>() + 2;
                 let mut array = String::with_capacity(len);
                 array.push_str("a[");
                 for (i, frame) in frames.iter().enumerate() {
                     if i > 0 {
                         array.push(',');
                     }
-                    push_json_string(&mut array, frame);
+                    push_json_string(&mut array, frame.as_str());
                 }
                 array.push(']');
                 out.push(Frame::new(array));
@@ -815,6 +818,29 @@ fn parse_message_id(id: &str) -> Option<Cursor> {
     Some(Cursor::new(Epoch(epoch), Offset(offset.parse().ok()?)))
 }
 
+/// One frame of a batch: bytes a message's recipients share, borrowed (joined into one
+/// WebSocket message without touching their reference count), or this recipient's own.
+enum Piece<'a> {
+    Shared(&'a Utf8Bytes),
+    Own(Utf8Bytes),
+}
+
+impl Piece<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Piece::Shared(text) => text.as_str(),
+            Piece::Own(text) => text.as_str(),
+        }
+    }
+
+    fn into_text(self) -> Utf8Bytes {
+        match self {
+            Piece::Shared(text) => text.clone(),
+            Piece::Own(text) => text,
+        }
+    }
+}
+
 impl StompShared {
     /// The shared part of the MESSAGE frame of `delivered`.
     fn new(config: &StompConfig, delivered: &Delivered) -> StompShared {
@@ -845,17 +871,17 @@ impl StompShared {
     }
 
     /// The whole frame for the subscription `id`: shared when it is the common one.
-    fn frame(&self, id: &str, acks: bool) -> Utf8Bytes {
+    fn frame(&self, id: &str, acks: bool) -> Piece<'_> {
         if acks {
-            return self.build(id, acks).into();
+            return Piece::Own(self.build(id, acks).into());
         }
         let (common, frame) = self
             .common
             .get_or_init(|| (id.into(), self.build(id, false).into()));
         if **common == *id {
-            frame.clone()
+            Piece::Shared(frame)
         } else {
-            self.build(id, false).into()
+            Piece::Own(self.build(id, false).into())
         }
     }
 
@@ -913,7 +939,7 @@ impl Protocol for Stomp {
         let mut frames = Vec::with_capacity(messages.len());
         for delivered in messages {
             if delivered.reply {
-                frames.push(Texts::text(&delivered.payload));
+                frames.push(Piece::Own(Texts::text(&delivered.payload)));
                 continue;
             }
             // Only what came through a subscription: a STOMP client has no other way to
@@ -925,20 +951,20 @@ impl Protocol for Stomp {
             if delivered.topic.private_to().is_some() {
                 continue;
             }
-            Texts::with(&delivered.payload, |texts| {
+            if let Some(texts) = delivered.payload.shared_form(Texts::build) {
                 let shared = texts
                     .stomp
                     .get_or_init(|| StompShared::new(config, delivered));
-                // Never other in practice (see `StompShared::cursor`), but then built apart.
-                let own;
-                let shared = if shared.cursor == delivered.cursor {
-                    shared
-                } else {
-                    own = StompShared::new(config, delivered);
-                    &own
-                };
-                frames.extend(Sub::each(label).map(|(id, acks)| shared.frame(id, acks)));
-            });
+                if shared.cursor == delivered.cursor {
+                    frames.extend(Sub::each(label).map(|(id, acks)| shared.frame(id, acks)));
+                    continue;
+                }
+            }
+            // Built apart: the payload holds no texts, or (never in practice) those of another
+            // position (see `StompShared::cursor`).
+            let own = StompShared::new(config, delivered);
+            let built = Sub::each(label).map(|(id, acks)| Piece::Own(own.build(id, acks).into()));
+            frames.extend(built);
         }
         self.wrap(frames, out);
     }
@@ -948,7 +974,7 @@ impl Protocol for Stomp {
     /// on a WebSocket only when the client asked for them, else the transport's ping.
     fn heartbeat(&mut self, out: &mut Vec<Frame>) {
         if self.envelope == Envelope::SockJs || self.beats {
-            self.wrap(vec![Utf8Bytes::from_static("\n")], out);
+            self.wrap(vec![Piece::Own(Utf8Bytes::from_static("\n"))], out);
         }
     }
 
@@ -964,7 +990,7 @@ impl Protocol for Stomp {
                 .with_header("content-type", "text/plain")
                 .with_body(closed.reason.clone());
             let text = String::from_utf8(error.encode(Version::V1_2)).unwrap_or_default();
-            self.wrap(vec![text.into()], out);
+            self.wrap(vec![Piece::Own(text.into())], out);
         }
         if self.envelope == Envelope::SockJs {
             let reason = tidings_core::close::truncate_reason(&closed.reason);
