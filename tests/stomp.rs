@@ -667,3 +667,41 @@ async fn without_join_frames_each_frame_is_a_message_of_its_own() {
         assert!(a.joined.is_empty(), "one frame per WebSocket message");
     }
 }
+
+/// Frames ready at once are joined into WebSocket messages of at most 64 KiB: a resumed
+/// subscription's five missed 20 KB messages come in more than one.
+#[tokio::test]
+async fn a_long_burst_is_joined_in_messages_of_at_most_64_kib() {
+    let (server, tidings) = server().await;
+    let broker = tidings.stomp();
+    let big = |n: u32| format!("{n}{}", "x".repeat(20_000));
+    let mut a = Client::connected(&server, "").await;
+    a.with_receipt("SUBSCRIBE\nid:0\ndestination:/topic/big\n\n\0", "s")
+        .await;
+    broker.send("/topic/big", big(0)).await.expect("send");
+    let seen = a.next().await;
+    let id = header(&seen, "message-id")
+        .expect("a message-id")
+        .to_owned();
+    drop(a);
+    for n in 1..=5 {
+        broker.send("/topic/big", big(n)).await.expect("send");
+    }
+    let mut b = Client::connected(&server, "").await;
+    b.send(&format!(
+        "SUBSCRIBE\nid:0\ndestination:/topic/big\nresume-after:{id}\n\n\0"
+    ))
+    .await;
+    let (mut bodies, mut messages) = (Vec::new(), 0);
+    while bodies.len() < 5 {
+        let text = tokio::time::timeout(Duration::from_secs(5), next_text(&mut b.ws))
+            .await
+            .expect("the missed messages in time")
+            .expect("open");
+        assert!(text.len() <= 64 * 1024, "a message of {} bytes", text.len());
+        messages += 1;
+        bodies.extend(split_frames(&text).into_iter().map(body));
+    }
+    assert_eq!(bodies, (1..=5).map(big).collect::<Vec<_>>());
+    assert!(messages >= 2, "{messages}");
+}

@@ -646,7 +646,7 @@ fn stomp_frames(text: &str, on_event: &mut impl FnMut(Event<'_>) -> bool) -> boo
         let length = memchr::memmem::find(head.as_bytes(), b"\ncontent-length:")
             .and_then(|at| head[at + 16..].split('\n').next()?.parse::<usize>().ok())
             .unwrap_or(0);
-        let Some(content) = body.get(..length) else {
+        let (Some(content), Some(0)) = (body.get(..length), body.as_bytes().get(length)) else {
             eprintln!("load: malformed STOMP frame {rest:?}");
             return true;
         };

@@ -220,7 +220,10 @@ pub fn split_frames(text: &str) -> Vec<&str> {
                 .map_or(rest.len(), |at| body_start + at),
         };
         let end = (end + 1).min(rest.len());
-        frames.push(&rest[..end]);
+        let Some(frame) = rest.get(..end) else {
+            panic!("a content-length that ends inside a character: {rest:?}");
+        };
+        frames.push(frame);
         rest = &rest[end..];
     }
     frames

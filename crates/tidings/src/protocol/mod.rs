@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 
 use tidings_core::Cursor;
-use tidings_store::Payload;
+use tidings_store::{Payload, Topic};
 
 use crate::engine::channel::Closed;
 use crate::engine::reader::{Delivered, Missed};
@@ -90,18 +90,23 @@ pub(crate) struct Texts {
     pub(crate) stomp: OnceLock<StompShared>,
 }
 
-/// What a STOMP MESSAGE frame of one message is for every subscriber ([`stomp`] builds and
-/// reads it): only the subscription's own headers come first and differ.
+/// The STOMP MESSAGE frame of one message, built once on this node ([`stomp`] builds and reads
+/// it): subscribers' frames differ only in the subscription's own headers, which come first.
 pub(crate) struct StompShared {
-    /// The message's position, which its `message-id` names: a payload is published to one
-    /// topic, so every delivery of it has this one.
+    /// What it was built for. A frame names its topic's destination (under the service's user
+    /// prefix) and its position; one built for another topic, position or prefix (the same
+    /// payload published twice, two services on one store) is not used.
+    pub(crate) topic: Topic,
     pub(crate) cursor: Cursor,
-    /// The rest of the frame after the subscription's headers: `message-id`, `destination`,
-    /// the sender's headers, `content-length`, the blank line, the body and the NUL.
-    pub(crate) rest: String,
-    /// The whole frame for the first subscription id (with `ack: auto`) that asked, shared by
-    /// every later subscriber whose id is the same, as most are (`sub-0` of `@stomp/stompjs`).
-    pub(crate) common: OnceLock<(Box<str>, Utf8Bytes)>,
+    pub(crate) user_prefix: Box<str>,
+    /// The subscription id `frame` is for (with `ack: auto`): the first subscriber's, shared by
+    /// every later one with the same id, as most are (`sub-0` of `@stomp/stompjs`).
+    pub(crate) common: Box<str>,
+    pub(crate) frame: Utf8Bytes,
+    /// Where in `frame` what every subscriber shares starts, after the subscription header:
+    /// `message-id`, `destination`, the sender's headers, `content-length`, the blank line, the
+    /// body and the NUL.
+    pub(crate) rest: usize,
 }
 
 impl Texts {

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -381,10 +381,14 @@ impl Stomp {
         }
         match self.envelope {
             Envelope::WebSocket if frames.len() > 1 && self.service.config().join_frames => {
-                let len = frames.iter().map(|f| f.as_str().len()).sum();
-                let mut joined = String::with_capacity(len);
+                let len = frames.iter().map(|f| f.as_str().len()).sum::<usize>();
+                let mut joined = String::with_capacity(len.min(JOINED_LIMIT));
                 for frame in &frames {
-                    joined.push_str(frame.as_str());
+                    let frame = frame.as_str();
+                    if !joined.is_empty() && joined.len() + frame.len() > JOINED_LIMIT {
+                        out.push(Frame::new(std::mem::take(&mut joined)));
+                    }
+                    joined.push_str(frame);
                 }
                 out.push(Frame::new(joined));
             }
@@ -683,6 +687,11 @@ impl Stomp {
     }
 }
 
+/// The most bytes of frames joined into one WebSocket message ([`StompConfig::join_frames`]):
+/// a longer burst goes out in several, each within what clients commonly accept in one
+/// message (64 KiB). A frame longer than this alone is one message.
+const JOINED_LIMIT: usize = 64 * 1024;
+
 /// Headers of a SEND that do not travel with the message.
 const DROPPED: &[&str] = &[
     "destination",
@@ -842,61 +851,62 @@ impl Piece<'_> {
 }
 
 impl StompShared {
-    /// The shared part of the MESSAGE frame of `delivered`.
-    fn new(config: &StompConfig, delivered: &Delivered) -> StompShared {
+    /// The MESSAGE frame of `delivered` for the subscription `id`, with `ack: auto`.
+    fn new(config: &StompConfig, delivered: &Delivered, id: &str) -> StompShared {
         let payload = &delivered.payload;
         let body = payload.text();
-        let mut rest = Vec::with_capacity(96 + body.len());
-        push_header(&mut rest, "message-id", &message_id(delivered.cursor));
+        let mut out = Vec::with_capacity(128 + id.len() + body.len());
+        out.extend_from_slice(b"MESSAGE\n");
+        push_header(&mut out, "subscription", id);
+        let rest = out.len();
+        push_header(&mut out, "message-id", &message_id(delivered.cursor));
         push_header(
-            &mut rest,
+            &mut out,
             "destination",
             &destination_of(config, &delivered.topic),
         );
         for (name, value) in payload.headers() {
-            push_header(&mut rest, name, value);
+            push_header(&mut out, name, value);
         }
         let mut length = String::new();
         let _ = write!(length, "{}", body.len());
-        push_header(&mut rest, "content-length", &length);
-        rest.push(b'\n');
-        rest.extend_from_slice(body.as_bytes());
-        rest.push(0);
+        push_header(&mut out, "content-length", &length);
+        out.push(b'\n');
+        out.extend_from_slice(body.as_bytes());
+        out.push(0);
         StompShared {
+            topic: delivered.topic.clone(),
             cursor: delivered.cursor,
+            user_prefix: config.user_prefix.as_str().into(),
+            common: id.into(),
             // Built from `str` pieces, so always UTF-8.
-            rest: String::from_utf8(rest).unwrap_or_default(),
-            common: OnceLock::new(),
+            frame: String::from_utf8(out).unwrap_or_default().into(),
+            rest,
         }
+    }
+
+    /// Whether this is the frame of `delivered` under `config`.
+    fn serves(&self, config: &StompConfig, delivered: &Delivered) -> bool {
+        self.cursor == delivered.cursor
+            && self.topic == delivered.topic
+            && *self.user_prefix == *config.user_prefix
     }
 
     /// The whole frame for the subscription `id`: shared when it is the common one.
     fn frame(&self, id: &str, acks: bool) -> Piece<'_> {
-        if acks {
-            return Piece::Own(self.build(id, acks).into());
+        if !acks && *self.common == *id {
+            return Piece::Shared(&self.frame);
         }
-        let (common, frame) = self
-            .common
-            .get_or_init(|| (id.into(), self.build(id, false).into()));
-        if **common == *id {
-            Piece::Shared(frame)
-        } else {
-            Piece::Own(self.build(id, false).into())
-        }
-    }
-
-    /// `MESSAGE`, the subscription's headers (`subscription`, and `ack` when the client
-    /// acknowledges), then the shared rest.
-    fn build(&self, id: &str, acks: bool) -> String {
-        let mut out = Vec::with_capacity(32 + id.len() + self.rest.len());
+        let rest = &self.frame.as_str()[self.rest..];
+        let mut out = Vec::with_capacity(64 + id.len() + rest.len());
         out.extend_from_slice(b"MESSAGE\n");
         push_header(&mut out, "subscription", id);
         if acks {
             push_header(&mut out, "ack", &message_id(self.cursor));
         }
-        out.extend_from_slice(self.rest.as_bytes());
+        out.extend_from_slice(rest.as_bytes());
         // Built from `str` pieces, so always UTF-8.
-        String::from_utf8(out).unwrap_or_default()
+        Piece::Own(String::from_utf8(out).unwrap_or_default().into())
     }
 }
 
@@ -951,19 +961,21 @@ impl Protocol for Stomp {
             if delivered.topic.private_to().is_some() {
                 continue;
             }
+            let first = Sub::each(label).next().map_or("", |(id, _)| id);
             if let Some(texts) = delivered.payload.shared_form(Texts::build) {
                 let shared = texts
                     .stomp
-                    .get_or_init(|| StompShared::new(config, delivered));
-                if shared.cursor == delivered.cursor {
+                    .get_or_init(|| StompShared::new(config, delivered, first));
+                if shared.serves(config, delivered) {
                     frames.extend(Sub::each(label).map(|(id, acks)| shared.frame(id, acks)));
                     continue;
                 }
             }
-            // Built apart: the payload holds no texts, or (never in practice) those of another
-            // position (see `StompShared::cursor`).
-            let own = StompShared::new(config, delivered);
-            let built = Sub::each(label).map(|(id, acks)| Piece::Own(own.build(id, acks).into()));
+            // Built apart: the payload holds no texts, or those of another delivery (see
+            // `StompShared::topic`).
+            let own = StompShared::new(config, delivered, first);
+            let built =
+                Sub::each(label).map(|(id, acks)| Piece::Own(own.frame(id, acks).into_text()));
             frames.extend(built);
         }
         self.wrap(frames, out);
@@ -1115,7 +1127,7 @@ mod tests {
             label: None,
             reply: false,
         };
-        let shared = StompShared::new(&config, &delivered);
+        let shared = StompShared::new(&config, &delivered, "sub-0");
         let first = shared.frame("sub-0", false);
         assert_eq!(
             first.as_str(),
