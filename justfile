@@ -7,6 +7,10 @@ default:
 demo:
     cargo run --example chat
 
+# Run the STOMP chat (Spring-style: rooms, private messages, /app/echo) on 127.0.0.1:3002 (needs `npm ci --prefix tests/browser`: the page's scripts).
+stomp:
+    cargo run --example stomp
+
 # Compare the transports on one page at 127.0.0.1:3001 (needs `npm ci --prefix tests/browser`: sockjs-client).
 compare:
     cargo run --release --example compare -- --sockjs-client tests/browser/node_modules/sockjs-client/dist/sockjs.min.js
