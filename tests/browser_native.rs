@@ -475,6 +475,28 @@ async fn proxy_idle_timeout_reconnects() {
     .await;
 }
 
+// ---- Polling opens at once in a quiet room ----
+
+/// The chat page forced onto polling, with nothing published, connects in a few seconds: its
+/// first poll answers `open` at once instead of after a heartbeat (25 s here).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs chromium and tests/browser node packages; run bash tests/run-all.sh"]
+async fn polling_opens_at_once_in_a_quiet_room() {
+    let mut case = Case::start("polling in a quiet room".into(), 25_000, Mode::Pass).await;
+    let url = case.url("/?transport=polling");
+    case.browser.open("p1", &url).await;
+    let on = "window.chat.transport === 'polling'";
+    case = case
+        .expect("p1", on, Duration::from_secs(5), "connected on polling")
+        .await;
+    case.publish(1, 1).await;
+    let state = case.settle("p1", 1, DELIVERY).await;
+    if let Err(why) = compare(&messages(&state), &numbered(0, 1)) {
+        case.fail("p1", why).await;
+    }
+    case.finish().await;
+}
+
 // ---- 2. Resume on each transport when the proxy drops everything mid-stream ----
 
 async fn resume(transport: &str) {

@@ -166,6 +166,40 @@ async fn polling_delivers_with_positions_and_goes_on_from_them() {
     assert_eq!(texts, numbers(0..3));
 }
 
+/// In a quiet room a client's first poll (no position yet) answers `open` at once, rather than
+/// after a poll timeout; the next, from that position, waits for what comes.
+#[tokio::test]
+async fn a_first_poll_in_a_quiet_room_answers_open_at_once() {
+    let tidings = chat(100);
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    // A poll that waited would wait a heartbeat, 25 s.
+    let first = tokio::time::timeout(Duration::from_secs(5), poll(&server, &token, None))
+        .await
+        .expect("the first poll answers without waiting for a message");
+    let types: Vec<_> = first.iter().map(|f| f["type"].as_str()).collect();
+    assert_eq!(types, [Some("open"), Some("end")]);
+    let pos = first[0]["pos"]
+        .as_str()
+        .expect("open's position")
+        .to_owned();
+    let waiting = tokio::spawn({
+        let token = token.clone();
+        let addr = server.addr;
+        async move {
+            let path = format!("/rt/native/poll?v=2&token={token}&pos={}", enc(&pos));
+            let mut response = Request::get(&path).send(addr).await;
+            let body = response.text().await;
+            serde_json::from_str::<Vec<Value>>(&body).expect("frames")
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a poll from a position waits");
+    publish(&tidings, 0..2).await;
+    let frames = waiting.await.expect("the poll");
+    assert_eq!(messages(&frames).0, numbers(0..2));
+}
+
 /// Reads newline-delimited frames from a streaming response until `n` messages came.
 async fn stream_messages(
     response: &mut tidings_tests::http::Response,

@@ -31,6 +31,7 @@ use crate::engine::session::{self, Opened, Session};
 use crate::protocol::native::{self, Native, Tracker};
 use crate::protocol::raw::Raw;
 use crate::transport::framing::Framing;
+use crate::transport::receive::Start;
 use crate::transport::respond::method_not_allowed;
 use crate::transport::send::{self, SendBody};
 use crate::transport::{cors, receive, websocket};
@@ -389,8 +390,14 @@ async fn receive(
         let last = parts.headers.get("last-event-id")?;
         last.to_str().ok().map(str::to_owned)
     });
+    // A client without a position has nothing to wait for yet: a poll answers `open` at once,
+    // and the next, from that position, waits for what follows.
+    let start = match pos {
+        None => Start::Unplaced,
+        Some(_) => Start::Resumed,
+    };
     let (attachment, protocol) = take_over(routes, state, pos.as_deref(), transport).await?;
-    Ok(receive::respond(attachment, protocol, framing, false, &parts.headers).await)
+    Ok(receive::respond(attachment, protocol, framing, start, &parts.headers).await)
 }
 
 /// `POST <prefix>/native/send`: messages for `on_message`, a JSON array of strings.

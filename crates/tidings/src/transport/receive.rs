@@ -21,20 +21,39 @@ use crate::engine::channel::Closed;
 use crate::engine::reader::Delivery;
 use crate::protocol::{Frame, Protocol};
 
+/// Where a receiving request finds its client, which says how long a poll may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// The session was created by this request: the protocol says so (`opened`, SockJS's `o`),
+    /// and a poll answers with that alone, as sockjs-node does.
+    Created,
+    /// The client has no position yet (native): a poll answers at once with what the
+    /// connection starts with (the native `open`) and whatever is already at hand, so that a
+    /// client in a quiet room opens without waiting for a message.
+    Unplaced,
+    /// The client goes on from where it was: a poll waits for something to answer.
+    Resumed,
+}
+
 /// Serves one receiving request: 200 with the frames of `protocol` for what `attachment`
 /// delivers, wrapped by `framing`, with the framing's headers and CORS where it needs them.
-/// `fresh`: the session was created by this request. Caching and cookies are the caller's.
+/// Caching and cookies are the caller's.
 pub(crate) async fn respond<P: Protocol>(
     attachment: Attachment,
     protocol: P,
     framing: Framing,
-    fresh: bool,
+    start: Start,
     request: &HeaderMap,
 ) -> Response {
     let body = if framing.streaming() {
-        stream(attachment, protocol, framing.clone(), fresh)
+        stream(
+            attachment,
+            protocol,
+            framing.clone(),
+            start == Start::Created,
+        )
     } else {
-        Body::from(poll(attachment, protocol, &framing, fresh).await)
+        Body::from(poll(attachment, protocol, &framing, start).await)
     };
     response(&framing, request, body)
 }
@@ -128,20 +147,29 @@ async fn write_step<P: Protocol>(
 }
 
 /// One polling response: what the connection starts with, then one step (`opened` for a
-/// session this request created; after a gap, also the messages that follow it when they are at
-/// hand), then the protocol's end unless the session closed.
+/// session this request created; only one at hand for a client without a position; after a
+/// gap, also the messages that follow it when they are at hand), then the protocol's end unless
+/// the session closed.
 async fn poll<P: Protocol>(
     mut attachment: Attachment,
     mut protocol: P,
     framing: &Framing,
-    fresh: bool,
+    start: Start,
 ) -> Bytes {
     let mut frames = Vec::new();
     protocol.start(&mut frames);
-    if fresh {
-        protocol.opened(&mut frames);
-    } else {
-        let mut step = attachment.step().await;
+    let first = match start {
+        Start::Created => {
+            protocol.opened(&mut frames);
+            None
+        }
+        // `step` is cancel safe, so nothing is lost when nothing is at hand.
+        Start::Unplaced => tokio::time::timeout(Duration::ZERO, attachment.step())
+            .await
+            .ok(),
+        Start::Resumed => Some(attachment.step().await),
+    };
+    if let Some(mut step) = first {
         loop {
             match write_step(&mut attachment, &mut protocol, step, &mut frames).await {
                 Wrote::Close | Wrote::End => return framing.body(&frames),

@@ -32,6 +32,7 @@ use crate::protocol::raw::Raw;
 use crate::protocol::sockjs::SockJs;
 use crate::transport::callback::Callback;
 use crate::transport::framing::Framing;
+use crate::transport::receive::Start;
 use crate::transport::respond::{method_not_allowed, not_found, plain};
 use crate::transport::send::{self, SendBody, SendError};
 use crate::transport::{cache, cors, receive, websocket};
@@ -275,7 +276,12 @@ async fn session_url<D: Dialect>(
     let mut response = match attach(&routes, &session, parts).await {
         Ok(Attached::Session(attachment, fresh, state)) => {
             let protocol = dialect.session(state.as_ref());
-            receive::respond(*attachment, protocol, framing, fresh, &request).await
+            let start = if fresh {
+                Start::Created
+            } else {
+                Start::Resumed
+            };
+            receive::respond(*attachment, protocol, framing, start, &request).await
         }
         Ok(Attached::Refused(closed, state)) => {
             receive::refuse(dialect.session(state.as_ref()), framing, &closed, &request)
