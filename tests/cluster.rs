@@ -20,9 +20,9 @@ use futures::SinkExt;
 use serde_json::Value;
 use tidings_tests::example::Running;
 use tidings_tests::http::{Framing, Request, Response};
-use tidings_tests::next_text;
 use tidings_tests::redis::RedisServer;
 use tidings_tests::stomp::{self, StompClient, StompSession};
+use tidings_tests::{next_text, percent_encode};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -122,15 +122,16 @@ impl Cluster {
             .collect()
     }
 
-    /// Kills node `number` (from 1) with SIGKILL and waits until its port refuses connections.
-    async fn kill(&self, number: usize) {
+    /// Sends node `number` (from 1) `signal` (`KILL`, `TERM`) and waits until its port refuses
+    /// connections.
+    async fn stop(&self, number: usize, signal: &str) {
         let node = &self.nodes[number - 1];
         let status = Command::new("kill")
-            .args(["-KILL", &node.pid.to_string()])
+            .args([&format!("-{signal}"), &node.pid.to_string()])
             .status()
             .await
             .expect("run kill");
-        assert!(status.success(), "kill -KILL {}", node.pid);
+        assert!(status.success(), "kill -{signal} {}", node.pid);
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(node.addr).await.is_ok() {
             assert!(Instant::now() < deadline, "node {number} still answers");
@@ -336,18 +337,6 @@ async fn publish(cluster: &Cluster, token: &str, range: std::ops::Range<usize>) 
     }
 }
 
-/// Percent-encodes a position for a query string.
-fn enc(pos: &str) -> String {
-    pos.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// What a native client keeps: the messages handed on and the position after the last.
 #[derive(Default)]
 struct Client {
@@ -360,7 +349,7 @@ impl Client {
     /// `v=2&token=…&pos=…` for the next transport request.
     fn query(&self) -> String {
         match &self.pos {
-            Some(pos) => format!("v=2&token={}&pos={}", self.token, enc(pos)),
+            Some(pos) => format!("v=2&token={}&pos={}", self.token, percent_encode(pos)),
             None => format!("v=2&token={}", self.token),
         }
     }
@@ -421,6 +410,34 @@ impl Client {
     }
 }
 
+/// A publisher's token and a client streaming on one node while `m0`..`m29` are published
+/// through all of them; then that node gets `signal`. Returns the publisher, the client, the
+/// node, and the frames its stream gave after the signal, once it ended.
+async fn stop_under_a_stream(
+    cluster: &Cluster,
+    signal: &str,
+) -> (String, Client, usize, Vec<Value>) {
+    let publisher = negotiate(cluster).await;
+    let mut client = Client {
+        token: negotiate(cluster).await,
+        ..Client::default()
+    };
+    let (mut stream, node) = client.stream(cluster).await;
+    publish(cluster, &publisher, 0..30).await;
+    client.read_until(&mut stream, 29).await;
+    cluster.stop(node, signal).await;
+    let rest = tokio::time::timeout(WAIT, async {
+        let mut frames = Vec::new();
+        while let Some(frame) = stream.next().await {
+            frames.push(frame);
+        }
+        frames
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the stream of the node stopped with {signal} ends"));
+    (publisher, client, node, rest)
+}
+
 /// The frames of an ndjson stream, one a line.
 struct Lines {
     response: Response,
@@ -445,28 +462,8 @@ impl Lines {
 #[ignore = "needs redis-server; run bash tests/run-all.sh"]
 async fn a_native_client_carries_on_through_the_other_nodes_when_its_node_is_killed() {
     let cluster = Cluster::start("chat").await;
-    let publisher = negotiate(&cluster).await;
-    let mut client = Client {
-        token: negotiate(&cluster).await,
-        ..Client::default()
-    };
-
-    // Streaming on one node, while the sends go round all three.
-    let (mut stream, victim) = client.stream(&cluster).await;
-    publish(&cluster, &publisher, 0..30).await;
-    client.read_until(&mut stream, 29).await;
-
     // That node dies under the stream, which ends; nothing of it is read after this.
-    cluster.kill(victim).await;
-    let rest = tokio::time::timeout(WAIT, async {
-        let mut frames = Vec::new();
-        while let Some(frame) = stream.next().await {
-            frames.push(frame);
-        }
-        frames
-    })
-    .await
-    .expect("the stream of the killed node ends");
+    let (publisher, mut client, victim, rest) = stop_under_a_stream(&cluster, "KILL").await;
     assert!(
         rest.iter().all(|f| f["type"] != "messages"),
         "nothing was published meanwhile: {rest:?}"
@@ -634,4 +631,21 @@ async fn stomp_topics_and_user_destinations_reach_every_node() {
         NODES,
         "dave's requests went to every node"
     );
+}
+
+/// A node stopped with SIGTERM (a deploy) shuts down gracefully: its native stream ends with
+/// `end`, not cut off, and the client goes on from its position through the other nodes with
+/// nothing lost or repeated.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn a_node_stopped_with_sigterm_ends_its_streams_and_native_clients_resume_elsewhere() {
+    let cluster = Cluster::start("chat").await;
+    let (publisher, mut client, _, rest) = stop_under_a_stream(&cluster, "TERM").await;
+    let last = rest.last().map(|f| f["type"].clone());
+    assert_eq!(last, Some(Value::from("end")), "ended, not cut: {rest:?}");
+
+    publish(&cluster, &publisher, 30..60).await;
+    client.poll_until(&cluster, 59).await;
+    let expected: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    assert_eq!(client.received, expected, "each message once, in order");
 }

@@ -8,7 +8,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tidings::{CloseCode, Identity, Rejection, Retention, Tidings};
 use tidings_tests::http::Request;
-use tidings_tests::{Server, connect};
+use tidings_tests::{Server, connect, percent_encode};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
@@ -64,22 +64,11 @@ async fn negotiate(server: &Server, query: &str) -> String {
     token
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// One poll from `pos`: the frames.
 async fn poll(server: &Server, token: &str, pos: Option<&str>) -> Vec<Value> {
     let mut path = format!("/rt/native/poll?v=2&token={token}");
     if let Some(pos) = pos {
-        path.push_str(&format!("&pos={}", enc(pos)));
+        path.push_str(&format!("&pos={}", percent_encode(pos)));
     }
     let (status, body) = json(server, Request::get(&path)).await;
     assert_eq!(status, 200, "{body}");
@@ -187,7 +176,10 @@ async fn a_first_poll_in_a_quiet_room_answers_open_at_once() {
         let token = token.clone();
         let addr = server.addr;
         async move {
-            let path = format!("/rt/native/poll?v=2&token={token}&pos={}", enc(&pos));
+            let path = format!(
+                "/rt/native/poll?v=2&token={token}&pos={}",
+                percent_encode(&pos)
+            );
             let mut response = Request::get(&path).send(addr).await;
             let body = response.text().await;
             serde_json::from_str::<Vec<Value>>(&body).expect("frames")
@@ -239,7 +231,7 @@ async fn a_client_cut_off_mid_stream_resumes_on_another_transport_with_nothing_l
     // Back over SSE, from the position after the last batch it saw.
     let mut sse = Request::get(&format!(
         "/rt/native/sse?v=2&token={token}&pos={}",
-        enc(&pos)
+        percent_encode(&pos)
     ))
     .send(server.addr)
     .await;

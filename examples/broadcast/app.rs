@@ -4,14 +4,7 @@
 use axum::Router;
 use tidings::{Builder, Retention, Tidings};
 
-/// `/broadcast` with the library's defaults otherwise (a `MemoryStore`, a 25 s heartbeat).
-#[allow(
-    dead_code,
-    reason = "the one-call form; both programs here configure more through `builder` and `router`"
-)]
-pub(crate) fn app(retention: usize) -> Router {
-    router(builder(retention))
-}
+use crate::served::Served;
 
 /// The broadcast service's configuration: every message any client sends goes, verbatim, to
 /// every session. The broadcast topic keeps `retention` messages; a subscriber further behind is
@@ -33,9 +26,10 @@ pub(crate) fn builder(retention: usize) -> Builder {
 /// The service `builder` configures, under `/broadcast`, and its STOMP endpoint at `/stomp`,
 /// where a SEND to a `/topic/…` reaches every STOMP subscriber of it, as Spring's simple broker
 /// does (STOMP clients see only their subscriptions, not the broadcast of the others).
-pub(crate) fn router(builder: Builder) -> Router {
+pub(crate) fn router(builder: Builder) -> Served {
     let tidings = builder.build();
-    Router::new()
+    let router = Router::new()
         .nest_service("/broadcast", tidings.router())
-        .nest_service("/stomp", tidings.stomp_router())
+        .nest_service("/stomp", tidings.stomp_router());
+    Served::new(router, vec![tidings])
 }

@@ -13,6 +13,8 @@ use clap::Parser;
 use tidings_redis::{Options, RedisStore};
 
 mod app;
+#[path = "../served.rs"]
+mod served;
 
 #[derive(Parser)]
 #[command(about = "Fan every message out to every session")]
@@ -53,5 +55,5 @@ async fn main() -> std::io::Result<()> {
         "broadcast on ws://{}/broadcast/websocket (raw) and SockJS /broadcast",
         listener.local_addr()?
     );
-    axum::serve(listener, app::router(builder)).await
+    app::router(builder).serve(listener).await
 }

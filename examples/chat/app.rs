@@ -20,6 +20,8 @@ use tidings::store::StoreError;
 use tidings::{Hub, Retention, Tidings};
 use tidings_redis::{Options, RedisStore};
 
+use crate::served::Served;
+
 /// The heartbeat interval, in milliseconds, unless the command line says otherwise.
 pub(crate) const HEARTBEAT_MS: u64 = 25_000;
 
@@ -45,7 +47,7 @@ async fn publish(State(hub): State<Hub>, text: String) -> Response {
 /// without it, in this process.
 ///
 /// Fails only when Redis cannot be reached.
-pub(crate) async fn app(heartbeat: Duration, redis: Option<&str>) -> Result<Router, StoreError> {
+pub(crate) async fn app(heartbeat: Duration, redis: Option<&str>) -> Result<Served, StoreError> {
     let mut builder = Tidings::builder()
         .heartbeat(heartbeat)
         .retention(Retention {
@@ -63,9 +65,10 @@ pub(crate) async fn app(heartbeat: Duration, redis: Option<&str>) -> Result<Rout
         builder = builder.store(RedisStore::connect_with(url, options).await?);
     }
     let tidings = builder.build();
-    Ok(Router::new()
+    let router = Router::new()
         .route("/", get(page))
         .route("/publish", post(publish))
         .with_state(tidings.hub())
-        .nest_service("/rt", tidings.router()))
+        .nest_service("/rt", tidings.router());
+    Ok(Served::new(router, vec![tidings]))
 }

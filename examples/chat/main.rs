@@ -15,6 +15,8 @@ use std::time::Duration;
 use clap::Parser;
 
 mod app;
+#[path = "../served.rs"]
+mod served;
 
 #[derive(Parser)]
 #[command(about = "A chat room served over the Tidings native protocol")]
@@ -48,5 +50,5 @@ async fn main() -> std::io::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("chat on http://{}/", listener.local_addr()?);
-    axum::serve(listener, app).await
+    app.serve(listener).await
 }

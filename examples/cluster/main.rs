@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 
 mod balancer;
 mod node;
+#[path = "../served.rs"]
+mod served;
 
 #[path = "../broadcast/app.rs"]
 mod broadcast;

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use axum::Router;
 use tidings::store::StoreError;
 use tidings_redis::{Options, RedisStore};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -13,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::App;
+use crate::served::Served;
 
 /// What a node prints, followed by its address, once it listens.
 const LISTENING: &str = "node listening on ";
@@ -26,7 +26,7 @@ const BROADCAST_RETENTION: usize = 10_000;
 
 /// The `--node-addr` mode: serves `app` on `redis` at `addr` until the parent goes away.
 pub(crate) async fn serve(app: App, redis: &str, addr: SocketAddr) -> Result<(), String> {
-    let router = router(app, redis)
+    let served = router(app, redis)
         .await
         .map_err(|e| format!("node for {addr}: cannot use the Redis at {redis}: {e}"))?;
     let listener = TcpListener::bind(addr)
@@ -39,13 +39,13 @@ pub(crate) async fn serve(app: App, redis: &str, addr: SocketAddr) -> Result<(),
         let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut tokio::io::sink()).await;
         std::process::exit(0);
     });
-    axum::serve(listener, router)
-        .await
-        .map_err(|e| e.to_string())
+    // Stopped on its own (SIGTERM, Ctrl-C), the node ends its connections as a server going
+    // away, and its native clients resume on the other nodes.
+    served.serve(listener).await.map_err(|e| e.to_string())
 }
 
 /// The service of `app`, on a [`RedisStore`] at `redis`.
-async fn router(app: App, redis: &str) -> Result<Router, StoreError> {
+async fn router(app: App, redis: &str) -> Result<Served, StoreError> {
     match app {
         App::Chat => {
             let heartbeat = Duration::from_millis(crate::chat::HEARTBEAT_MS);

@@ -28,11 +28,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use clap::Parser;
+use futures::FutureExt;
 use serde_json::{Value, json};
 use tidings::{Hub, Retention, Tidings};
 use tokio::net::TcpListener;
 
 mod meter;
+#[path = "../served.rs"]
+mod served;
 
 use meter::{Line, Meter, MeteredListener};
 
@@ -223,11 +226,14 @@ async fn main() -> std::io::Result<()> {
             "with SockJS: http://{addr}/?sockjs=/sockjs.min.js (SockJS at http://{sockjs_addr}{SERVICE})"
         );
     }
+    // Both listeners stop together, once the service's connections have ended.
+    let stop = served::shut_down(tidings::shutdown_signal(), vec![tidings.clone()]).shared();
     let serve = |listener| {
         axum::serve(
             MeteredListener(listener),
             app.clone().into_make_service_with_connect_info::<Line>(),
         )
+        .with_graceful_shutdown(stop.clone())
         .into_future()
     };
     tokio::try_join!(serve(listener), serve(sockjs_listener))?;

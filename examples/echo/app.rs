@@ -6,6 +6,8 @@ use tidings::store::StoreError;
 use tidings::{Builder, Tidings};
 use tidings_redis::{Options, RedisStore};
 
+use crate::served::Served;
+
 /// A service that echoes every message back to its sender.
 fn echo(sockjs_url: &str) -> Builder {
     Tidings::builder()
@@ -26,7 +28,7 @@ fn echo(sockjs_url: &str) -> Builder {
 /// (`tidings:echo:`, `tidings:close:`, …): every service's sweeper ends the sessions that
 /// expire in its store with its own handlers, so no service may see another's sessions. Fails
 /// only when Redis cannot be reached.
-pub(crate) async fn app(sockjs_url: &str, redis: Option<&str>) -> Result<Router, StoreError> {
+pub(crate) async fn app(sockjs_url: &str, redis: Option<&str>) -> Result<Served, StoreError> {
     let close = Tidings::builder()
         .sockjs_url(sockjs_url)
         .on_open(|channel| async move {
@@ -39,12 +41,15 @@ pub(crate) async fn app(sockjs_url: &str, redis: Option<&str>) -> Result<Router,
         ("cookie_needed_echo", echo(sockjs_url).cookie_needed(true)),
     ];
     let mut router = Router::new();
+    let mut built = Vec::new();
     for (name, mut builder) in services {
         if let Some(url) = redis {
             let options = Options::default().prefix(format!("tidings:{name}:"));
             builder = builder.store(RedisStore::connect_with(url, options).await?);
         }
-        router = router.nest_service(&format!("/{name}"), builder.build().router());
+        let tidings = builder.build();
+        router = router.nest_service(&format!("/{name}"), tidings.router());
+        built.push(tidings);
     }
-    Ok(router)
+    Ok(Served::new(router, built))
 }

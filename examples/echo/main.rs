@@ -16,6 +16,8 @@
 use clap::Parser;
 
 mod app;
+#[path = "../served.rs"]
+mod served;
 
 #[derive(Parser)]
 #[command(about = "SockJS reference services on one port")]
@@ -51,5 +53,5 @@ async fn main() -> std::io::Result<()> {
         "SockJS echo services on http://{}/echo, /close, /disabled_websocket_echo, /cookie_needed_echo",
         listener.local_addr()?
     );
-    axum::serve(listener, app).await
+    app.serve(listener).await
 }

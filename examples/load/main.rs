@@ -41,6 +41,8 @@ mod http;
 mod publisher;
 mod report;
 mod run;
+#[path = "../served.rs"]
+mod served;
 mod server;
 mod transport;
 

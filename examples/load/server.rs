@@ -153,7 +153,7 @@ async fn tidings(options: &ServerOptions) -> io::Result<axum::Router> {
             .map_err(|e| io::Error::other(format!("Redis at {}: {e}", options.redis)))?;
         builder = builder.store(store);
     }
-    Ok(crate::app::router(builder))
+    Ok(crate::app::router(builder).router)
 }
 
 /// The server children of one run: one, or with `--nodes`, several on one Redis and one key

@@ -26,6 +26,8 @@ use tidings::store::StoreError;
 use tidings::{Channel, Identity, Retention, Tidings};
 use tidings_redis::{Options, RedisStore};
 
+use crate::served::Served;
+
 /// How often the server sends heart-beats, and asks clients to, by default: 10 s both ways, as
 /// Spring's simple broker does once it has a task scheduler.
 pub(crate) const HEARTBEAT_MS: u64 = 10_000;
@@ -150,7 +152,7 @@ pub(crate) async fn app(
     heartbeat: Duration,
     redis: Option<&str>,
     node_modules: PathBuf,
-) -> Result<Router, StoreError> {
+) -> Result<Served, StoreError> {
     let mut builder = Tidings::builder()
         .heartbeat(heartbeat)
         .retention(Retention {
@@ -169,9 +171,10 @@ pub(crate) async fn app(
         builder = builder.store(RedisStore::connect_with(url, options).await?);
     }
     let tidings = builder.build();
-    Ok(Router::new()
+    let router = Router::new()
         .route("/", get(page))
         .route("/vendor/{name}", get(script))
         .with_state(Arc::new(node_modules))
-        .nest_service("/stomp", tidings.stomp_router()))
+        .nest_service("/stomp", tidings.stomp_router());
+    Ok(Served::new(router, vec![tidings]))
 }

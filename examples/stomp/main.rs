@@ -20,6 +20,8 @@ use std::time::Duration;
 use clap::Parser;
 
 mod app;
+#[path = "../served.rs"]
+mod served;
 
 #[derive(Parser)]
 #[command(about = "A chat over STOMP, served by Tidings")]
@@ -56,5 +58,5 @@ async fn main() -> std::io::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("stomp on http://{}/", listener.local_addr()?);
-    axum::serve(listener, app).await
+    app.serve(listener).await
 }

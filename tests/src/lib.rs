@@ -157,3 +157,15 @@ pub fn pin_response(response: &str, headers: &[&str]) -> String {
     out.push_str(body);
     out
 }
+
+/// `text` percent-encoded for a query string: every byte but the unreserved ones as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

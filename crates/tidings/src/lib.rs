@@ -14,7 +14,7 @@ pub use engine::error::Error;
 pub use engine::hub::{Event, Hub};
 pub use engine::identity::Identity;
 pub use routes::handshake::{Handshake, Rejection};
-pub use service::{Builder, Tidings};
+pub use service::{Builder, Tidings, shutdown_signal};
 pub use tidings_core::{self as core, CloseCode, Cursor, Epoch, Offset};
 
 /// STOMP 1.2, 1.1 and 1.0 with Spring's destinations (`docs/stomp.md`): the endpoint is

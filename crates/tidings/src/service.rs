@@ -57,6 +57,64 @@ impl Tidings {
         &self.routes.engine.config
     }
 
+    /// Ends every connection this node serves, and every one that arrives after, each the way
+    /// its protocol says a server going away (close code 1001, docs/close-codes.md); then waits
+    /// until they are gone, or `within` has passed, and returns how many were left.
+    ///
+    /// - Native sessions go on: each connection gets `end` (on a WebSocket, then a close frame
+    ///   with 1001), and the client comes back, to another node behind a balancer, from its
+    ///   position, with nothing lost.
+    /// - SockJS, raw WebSocket and STOMP sessions close with 1001 (`c[1001,"Server shutting
+    ///   down"]`, a close frame, a STOMP ERROR): the application's `on_close` sees it, and the
+    ///   clients connect anew (a STOMP client resuming with `resume-after`).
+    /// - Pending polls are answered the same way at once.
+    ///
+    /// Only this node's connections: other nodes on the same store go on serving. Call it once
+    /// the node stops taking new work, as [`graceful_shutdown`](Tidings::graceful_shutdown)
+    /// does for `axum::serve`.
+    pub async fn shutdown(&self, within: Duration) -> usize {
+        let shutdown = &self.routes.engine.shutdown;
+        shutdown.begin();
+        shutdown.drained(within).await
+    }
+
+    /// A future for [`axum::serve`]'s `with_graceful_shutdown`: waits for `signal` (such as
+    /// [`shutdown_signal`](crate::shutdown_signal)), then [`shutdown`](Tidings::shutdown)s this
+    /// node's connections within `within` before axum stops. The connections must be ended by
+    /// Tidings first: axum's own graceful shutdown waits for HTTP requests, and a WebSocket, a
+    /// stream or a poll would hold it up until its client left.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use axum::Router;
+    /// use tidings::Tidings;
+    ///
+    /// let tidings = Tidings::builder().build();
+    /// let app = Router::new().nest_service("/rt", tidings.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// let stop = tidings.graceful_shutdown(tidings::shutdown_signal(), Duration::from_secs(10));
+    /// axum::serve(listener, app).with_graceful_shutdown(stop).await
+    /// # }
+    /// ```
+    pub fn graceful_shutdown(
+        &self,
+        signal: impl Future<Output = ()> + Send + 'static,
+        within: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let tidings = self.clone();
+        async move {
+            signal.await;
+            let left = tidings.shutdown(within).await;
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    "connections still open when the shutdown bound passed"
+                );
+            }
+        }
+    }
+
     /// The routes of this service, to mount under a prefix with
     /// [`nest_service`](Router::nest_service).
     ///
@@ -97,6 +155,36 @@ impl Tidings {
     /// Publishes to STOMP destinations from anywhere in the application.
     pub fn stomp(&self) -> StompBroker {
         StompBroker::new(self.hub(), self.stomp.clone())
+    }
+}
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
+/// `docker stop`, systemd and Kubernetes send). For [`Tidings::graceful_shutdown`].
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
 }
 

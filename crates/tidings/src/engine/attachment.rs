@@ -15,6 +15,7 @@ use crate::engine::channel::Closed;
 use crate::engine::error::Error;
 use crate::engine::reader::{Delivery, Reader};
 use crate::engine::session::Session;
+use crate::engine::shutdown::Watch;
 
 /// What a connection has to write next.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub(crate) enum Step {
     Delivery(Delivery),
     /// Nothing for a heartbeat.
     Heartbeat,
+    /// The node is shutting down: the connection ends as [`Attachment::shutdown`] says.
+    Shutdown,
 }
 
 /// How a connection holds its channel: what keeps it alive, what is saved, and what becomes of
@@ -65,12 +68,15 @@ pub(crate) struct Attachment {
     renewal: Option<BoxFuture<'static, ()>>,
     /// Cleared once the connection let go of the session on purpose.
     attached: bool,
+    /// The node's shutdown, and this connection's place in its count.
+    shutdown: Watch,
 }
 
 impl Attachment {
     pub(crate) fn new(session: Session, reader: Reader, holding: Holding) -> Self {
         let heartbeat = session.engine.config.heartbeat;
         let now = Instant::now();
+        let shutdown = session.engine.shutdown.enter();
         Attachment {
             session,
             reader,
@@ -79,11 +85,12 @@ impl Attachment {
             timer: Box::pin(sleep_until(now + heartbeat)),
             renewal: None,
             attached: true,
+            shutdown,
         }
     }
 
-    /// Waits for messages, the close, or a heartbeat of silence; keeps the channel (and the
-    /// receiver lock) alive meanwhile.
+    /// Waits for messages, the close, a heartbeat of silence, or the node's shutdown; keeps the
+    /// channel (and the receiver lock) alive meanwhile.
     ///
     /// # Cancel safety
     ///
@@ -125,7 +132,19 @@ impl Attachment {
                 () = renewing(&mut self.renewal) => {
                     self.renewal = None;
                 }
+                () = self.shutdown.requested() => return Step::Shutdown,
             }
+        }
+    }
+
+    /// What the node's shutdown does to this connection's session: `None`, it goes on (a
+    /// resumable session, whose client comes back to another node where it left off: the
+    /// transport ends the connection the protocol's way for that, and detaches); otherwise the
+    /// session closes with this, 1001, as any close.
+    pub(crate) fn shutdown(&self) -> Option<Closed> {
+        match self.holding {
+            Holding::Resumable => None,
+            Holding::Connection | Holding::Lock(_) => Some(Closed::by(CloseCode::GOING_AWAY)),
         }
     }
 

@@ -9,6 +9,7 @@ use tidings_store::Store;
 use crate::engine::channel::{Channel, Closed};
 use crate::engine::config::Config;
 use crate::engine::hub::{Event, Hub};
+use crate::engine::shutdown::Shutdown;
 
 /// Runs when a channel opens.
 pub(crate) type OpenHandler = Arc<dyn Fn(Channel) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -33,6 +34,8 @@ pub(crate) struct Engine {
     pub(crate) handlers: Handlers,
     /// Set once the sweeper task runs ([`sweeper::ensure`](crate::engine::sweeper::ensure)).
     pub(crate) sweeper: OnceLock<()>,
+    /// This node's shutdown, which every connection watches.
+    pub(crate) shutdown: Shutdown,
 }
 
 impl Engine {
@@ -43,6 +46,7 @@ impl Engine {
             hub,
             handlers,
             sweeper: OnceLock::new(),
+            shutdown: Shutdown::new(),
         }
     }
 

@@ -17,4 +17,5 @@ pub(crate) mod hub;
 pub(crate) mod identity;
 pub(crate) mod reader;
 pub(crate) mod session;
+pub(crate) mod shutdown;
 pub(crate) mod sweeper;

@@ -128,6 +128,16 @@ async fn write_step<P: Protocol>(
             protocol.heartbeat(frames);
             return Wrote::Step;
         }
+        // The node shuts down: a session that goes on ends this response the way it would end
+        // for the client to come back (to another node); any other closes with 1001.
+        Step::Shutdown => match attachment.shutdown() {
+            Some(closed) => closed,
+            None => {
+                attachment.detach().await;
+                protocol.end(frames);
+                return Wrote::End;
+            }
+        },
         Step::Delivery(Delivery::Gap(missed)) => {
             if protocol.gap(&missed, frames) {
                 return Wrote::Gap;

@@ -39,6 +39,9 @@ enum End {
     /// The connection ends without a close, the session goes on (another connection took it
     /// over, or the store failed under a resumable one).
     Detach,
+    /// The node shuts down under a session that goes on: the protocol's end, then a close
+    /// frame with 1001, and the session waits for its client to come back elsewhere.
+    Leave,
 }
 
 /// How the application hears of a close the client started: the client's code when it is one
@@ -84,6 +87,13 @@ pub(crate) async fn serve<S, E, P>(
         End::Gone(closed) => attachment.lost(closed).await,
         End::Detach => {
             let _ = socket.close().await;
+            attachment.detach().await;
+        }
+        End::Leave => {
+            protocol.end(&mut frames);
+            if send_all(&mut socket, &mut frames).await.is_ok() {
+                let _ = close_frame(&mut socket, &Closed::by(CloseCode::GOING_AWAY)).await;
+            }
             attachment.detach().await;
         }
     }
@@ -138,6 +148,12 @@ where
                     }
                     Step::Delivery(Delivery::Close(closed)) => return End::Close(closed),
                     Step::Delivery(Delivery::TakenOver) => return End::Detach,
+                    Step::Shutdown => {
+                        return match attachment.shutdown() {
+                            Some(closed) => End::Close(closed),
+                            None => End::Leave,
+                        };
+                    }
                     Step::Heartbeat => {
                         protocol.heartbeat(frames);
                         if frames.is_empty() {
@@ -188,6 +204,14 @@ async fn write_close<S: Sink<Message> + Unpin, P: Protocol>(
     let mut frames = Vec::new();
     protocol.close(closed, &mut frames);
     send_all(socket, &mut frames).await?;
+    close_frame(socket, closed).await
+}
+
+/// A WebSocket close frame for `closed`, then the close of the sink.
+async fn close_frame<S: Sink<Message> + Unpin>(
+    socket: &mut S,
+    closed: &Closed,
+) -> Result<(), S::Error> {
     // SockJS-only codes such as 2010 are not valid in a WebSocket close frame.
     let code = if valid_in_websocket(closed.code) {
         closed.code.as_u16()

@@ -1,0 +1,47 @@
+//! How the examples serve and stop: an app's routes with the Tidings services behind them,
+//! served until Ctrl-C or SIGTERM; then every service ends its connections as a server going
+//! away (close code 1001: native clients resume where they were, on another node if there is
+//! one), within [`SHUTDOWN_BOUND`], and axum stops.
+
+use std::time::Duration;
+
+use axum::Router;
+use tidings::Tidings;
+use tokio::net::TcpListener;
+
+/// How long the connections have to end once the signal came.
+pub(crate) const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// An example's routes and the Tidings services behind them.
+pub(crate) struct Served {
+    pub(crate) router: Router,
+    pub(crate) services: Vec<Tidings>,
+}
+
+#[allow(
+    dead_code,
+    reason = "the load program serves its own way, and compare its two listeners with `shut_down`"
+)]
+impl Served {
+    pub(crate) fn new(router: Router, services: Vec<Tidings>) -> Served {
+        Served { router, services }
+    }
+
+    /// Serves on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub(crate) async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        let Served { router, services } = self;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shut_down(tidings::shutdown_signal(), services))
+            .await
+    }
+}
+
+/// Waits for `signal`, then shuts `services` down together within [`SHUTDOWN_BOUND`].
+pub(crate) async fn shut_down(signal: impl Future<Output = ()>, services: Vec<Tidings>) {
+    signal.await;
+    let shutdowns = services.iter().map(|s| s.shutdown(SHUTDOWN_BOUND));
+    let left: usize = futures::future::join_all(shutdowns).await.into_iter().sum();
+    if left > 0 {
+        eprintln!("{left} connection(s) still open after {SHUTDOWN_BOUND:?}; stopping anyway");
+    }
+}
