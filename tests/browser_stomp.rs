@@ -163,7 +163,9 @@ async fn case(how: &str, version: &str) {
     }
 
     // Every connection is cut; what is published while alice is away comes after her
-    // reconnect, once each, in order.
+    // reconnect, once each, in order. Over xhr-polling there may be no reconnect: a cut poll is
+    // retried by sockjs-client on the same session (and what it carried is fetched again by the
+    // page's resubscribe), and between polls there is nothing to cut.
     let mut tester = example.client("publisher").await;
     for n in 0..3 {
         tester.publish(ROOM, &format!("m{n}")).await;
@@ -173,9 +175,13 @@ async fn case(how: &str, version: &str) {
     for n in 3..8 {
         tester.publish(ROOM, &format!("m{n}")).await;
     }
-    pages
-        .until("alice", "chat.connects >= 2", "reconnected")
-        .await;
+    pages.wait_bodies("alice", ROOM, 9).await;
+    if !how.contains("xhr-polling") {
+        assert!(
+            pages.eval("alice", "chat.connects").await.as_u64() >= Some(2),
+            "alice ({how}) reconnected after the cut"
+        );
+    }
     for n in 8..10 {
         tester.publish(ROOM, &format!("m{n}")).await;
     }
