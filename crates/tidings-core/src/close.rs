@@ -75,7 +75,7 @@ table! {
     /// The session is unknown or expired.
     SESSION_EXPIRED = 3002, "Session expired", true, "the session is unknown or expired";
     /// The client stopped answering heartbeats.
-    TIMEOUT = 3003, "Heartbeat timeout", true, "a STOMP client sent nothing for three of its agreed heart-beat intervals";
+    TIMEOUT = 3003, "Heartbeat timeout", true, "a WebSocket client answered no ping or took no write within `client_timeout`, or a STOMP client sent nothing for three of its agreed heart-beat intervals";
 }
 
 impl CloseCode {

@@ -238,6 +238,12 @@ impl Builder {
         self
     }
 
+    /// See [`Config::client_timeout`].
+    pub fn client_timeout(mut self, within: Duration) -> Self {
+        self.config.client_timeout = within;
+        self
+    }
+
     /// See [`Config::disconnect_delay`].
     pub fn disconnect_delay(mut self, delay: Duration) -> Self {
         self.config.disconnect_delay = delay;

@@ -137,14 +137,15 @@ impl Attachment {
         }
     }
 
-    /// What the node's shutdown does to this connection's session: `None`, it goes on (a
-    /// resumable session, whose client comes back to another node where it left off: the
-    /// transport ends the connection the protocol's way for that, and detaches); otherwise the
-    /// session closes with this, 1001, as any close.
-    pub(crate) fn shutdown(&self) -> Option<Closed> {
+    /// What a connection that the server ends with `closed` (the node shuts down; the client
+    /// stopped answering) does to its session: `None`, it goes on (a resumable session, whose
+    /// client comes back where it left off, to this node or another: the transport ends the
+    /// connection the protocol's way for that, and detaches); otherwise the session closes with
+    /// `closed`, as any close.
+    pub(crate) fn ending(&self, closed: Closed) -> Option<Closed> {
         match self.holding {
             Holding::Resumable => None,
-            Holding::Connection | Holding::Lock(_) => Some(Closed::by(CloseCode::GOING_AWAY)),
+            Holding::Connection | Holding::Lock(_) => Some(closed),
         }
     }
 

@@ -16,6 +16,13 @@ pub struct Config {
     /// How long a native session with no transport connected waits for its client to come
     /// back with its token and position before it is closed (3002). Default 2 minutes.
     pub resume: Duration,
+    /// How long a WebSocket client may leave the server's ping unanswered, or what the server
+    /// writes untaken, before its connection is dropped as dead (3003, "Client stopped
+    /// answering pings" or "Client stopped reading"): the server pings after every `heartbeat`
+    /// of silence, and every client answers pings by itself. A client that stops reading is
+    /// therefore let go within `heartbeat + client_timeout`. A native session stays resumable;
+    /// the others end. Default 30 s.
+    pub client_timeout: Duration,
     /// Largest incoming message, in bytes of its wire frame. Larger messages close the session
     /// with [`CloseCode::TOO_BIG`](crate::CloseCode::TOO_BIG). Default 1 MiB: sockjs-client batches queued sends into one frame, so a
     /// limit near the largest single message would refuse bursts of them.
@@ -57,6 +64,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),
             resume: Duration::from_secs(120),
+            client_timeout: Duration::from_secs(30),
             max_message_size: 1 << 20,
             retention: Retention::default(),
             max_lag: 1000,

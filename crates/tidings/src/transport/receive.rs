@@ -130,7 +130,7 @@ async fn write_step<P: Protocol>(
         }
         // The node shuts down: a session that goes on ends this response the way it would end
         // for the client to come back (to another node); any other closes with 1001.
-        Step::Shutdown => match attachment.shutdown() {
+        Step::Shutdown => match attachment.ending(Closed::by(CloseCode::GOING_AWAY)) {
             Some(closed) => closed,
             None => {
                 attachment.detach().await;

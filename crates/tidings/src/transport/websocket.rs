@@ -7,7 +7,9 @@
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use std::time::Duration;
 use tidings_core::CloseCode;
+
 use tokio::time::Instant;
 
 use crate::engine::attachment::{Attachment, Step};
@@ -39,9 +41,19 @@ enum End {
     /// The connection ends without a close, the session goes on (another connection took it
     /// over, or the store failed under a resumable one).
     Detach,
-    /// The node shuts down under a session that goes on: the protocol's end, then a close
-    /// frame with 1001, and the session waits for its client to come back elsewhere.
-    Leave,
+    /// The connection ends under a session that goes on (the node shuts down, the client
+    /// stopped answering): the protocol's end, then a close frame with this code, and the
+    /// session waits for its client to come back, here or elsewhere.
+    Leave(Closed),
+}
+
+/// How the connection ends when the session's [`Attachment::ending`] says: closed with
+/// `closed`, or left for its client to resume.
+fn ending(attachment: &Attachment, closed: Closed) -> End {
+    match attachment.ending(closed.clone()) {
+        Some(closed) => End::Close(closed),
+        None => End::Leave(closed),
+    }
 }
 
 /// How the application hears of a close the client started: the client's code when it is one
@@ -64,38 +76,71 @@ pub(crate) async fn serve<S, E, P>(
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
     P: Protocol,
 {
+    let within = attachment.session.engine.config.client_timeout;
     let mut frames = Vec::new();
     protocol.start(&mut frames);
     if fresh {
         protocol.opened(&mut frames);
     }
-    let end = match send_all(&mut socket, &mut frames).await {
+    let end = match write(&mut socket, &mut frames, within).await {
         Ok(()) => run(&mut attachment, &mut protocol, &mut socket, &mut frames).await,
-        Err(_) => End::Gone(Closed::by(CloseCode::INTERRUPTED)),
+        Err(end) => end,
     };
+    // What is written at the end is bounded as every write is: a client that stopped reading
+    // does not hold the session's end up.
     match end {
         End::Close(closed) => {
-            let _ = write_close(&mut socket, &mut protocol, &closed).await;
+            bounded(within, write_close(&mut socket, &mut protocol, &closed)).await;
             attachment.close(closed).await;
         }
         End::ClientClosed(closed) => {
             // Flushes the close reply the WebSocket layer queued when the client's close arrived.
-            let _ = socket.close().await;
+            bounded(within, socket.close()).await;
             attachment.client_closed(closed).await;
         }
         // Dropped with the socket, without a close frame.
         End::Gone(closed) => attachment.lost(closed).await,
         End::Detach => {
-            let _ = socket.close().await;
+            bounded(within, socket.close()).await;
             attachment.detach().await;
         }
-        End::Leave => {
+        End::Leave(closed) => {
             protocol.end(&mut frames);
-            if send_all(&mut socket, &mut frames).await.is_ok() {
-                let _ = close_frame(&mut socket, &Closed::by(CloseCode::GOING_AWAY)).await;
-            }
+            bounded(within, async {
+                if send_all(&mut socket, &mut frames).await.is_ok() {
+                    let _ = close_frame(&mut socket, &closed).await;
+                }
+            })
+            .await;
             attachment.detach().await;
         }
+    }
+}
+
+/// Runs `write` for at most `within`; what it came to does not matter any more.
+async fn bounded<T>(within: Duration, write: impl Future<Output = T>) {
+    let _ = tokio::time::timeout(within, write).await;
+}
+
+/// Writes `frames` within `within`: a client that takes nothing for that long has stopped
+/// reading, and its connection is dropped as timed out (3003).
+async fn write<S: Sink<Message> + Unpin>(
+    socket: &mut S,
+    frames: &mut Vec<Frame>,
+    within: Duration,
+) -> Result<(), End> {
+    taken(within, send_all(socket, frames)).await
+}
+
+/// What a write came to, given `within` to be taken.
+async fn taken<E>(within: Duration, write: impl Future<Output = Result<(), E>>) -> Result<(), End> {
+    match tokio::time::timeout(within, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Gone(Closed::by(CloseCode::INTERRUPTED))),
+        Err(_) => Err(End::Gone(Closed::new(
+            CloseCode::TIMEOUT,
+            "Client stopped reading",
+        ))),
     }
 }
 
@@ -109,18 +154,30 @@ where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
     P: Protocol,
 {
-    let max = attachment.session.engine.config.max_message_size;
+    let config = &attachment.session.engine.config;
+    let (max, within) = (config.max_message_size, config.client_timeout);
     let mut heard = Instant::now();
+    // When a ping went out unanswered: by then the client must have sent something.
+    let mut answer_by: Option<Instant> = None;
     loop {
         let quiet = protocol.quiet_limit().map(|limit| heard + limit);
         tokio::select! {
             () = silence(quiet) => {
                 return End::Close(Closed::new(CloseCode::TIMEOUT, "Client heart-beats stopped"));
             }
+            () = silence(answer_by) => {
+                return ending(attachment, Closed::new(CloseCode::TIMEOUT, "Client stopped answering pings"));
+            }
             incoming = socket.next() => {
-                heard = Instant::now();
+                // Anything the client sends answers the ping; only what it sends of its own
+                // (not the pongs its WebSocket layer answers by itself) keeps a protocol's
+                // heart-beats going.
+                answer_by = None;
                 let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
+                        text
+                    }
                     Some(Ok(Message::Close(frame))) => return End::ClientClosed(client_close(frame)),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => return End::Close(Closed::new(CloseCode::INVALID_PAYLOAD, "Binary messages are not supported")),
@@ -148,24 +205,24 @@ where
                     }
                     Step::Delivery(Delivery::Close(closed)) => return End::Close(closed),
                     Step::Delivery(Delivery::TakenOver) => return End::Detach,
-                    Step::Shutdown => {
-                        return match attachment.shutdown() {
-                            Some(closed) => End::Close(closed),
-                            None => End::Leave,
-                        };
-                    }
+                    Step::Shutdown => return ending(attachment, Closed::by(CloseCode::GOING_AWAY)),
                     Step::Heartbeat => {
+                        // The protocol's heartbeat if it has one, and always a ping, which every
+                        // WebSocket client answers by itself: one that does not within
+                        // `client_timeout` is gone.
                         protocol.heartbeat(frames);
-                        if frames.is_empty() {
-                            // The protocol leaves keeping the connection alive to the transport.
-                            if socket.send(Message::Ping(Default::default())).await.is_err() {
-                                return End::Gone(Closed::by(CloseCode::INTERRUPTED));
-                            }
+                        if let Err(end) = write(socket, frames, within).await {
+                            return end;
                         }
+                        let ping = socket.send(Message::Ping(Default::default()));
+                        if let Err(end) = taken(within, ping).await {
+                            return end;
+                        }
+                        answer_by.get_or_insert(Instant::now() + within);
                     }
                 }
-                if send_all(socket, frames).await.is_err() {
-                    return End::Gone(Closed::by(CloseCode::INTERRUPTED));
+                if let Err(end) = write(socket, frames, within).await {
+                    return end;
                 }
             }
         }
@@ -325,8 +382,16 @@ mod tests {
         (to_server, from_server)
     }
 
+    /// These clients never answer the server's pings: the tests that are not about that give
+    /// them all the time they need.
+    const PATIENT: Duration = Duration::from_secs(3600);
+
     fn echo() -> Arc<Engine> {
-        testing::engine(Config::default(), testing::echo())
+        let config = Config {
+            client_timeout: PATIENT,
+            ..Config::default()
+        };
+        testing::engine(config, testing::echo())
     }
 
     fn text(s: &'static str) -> Message {
@@ -337,12 +402,19 @@ mod tests {
         Config {
             heartbeat,
             disconnect_delay,
+            client_timeout: PATIENT,
             ..Config::default()
         }
     }
 
+    /// The next message but pings (which follow every heartbeat).
     async fn next(rx: &mut mpsc::UnboundedReceiver<Message>) -> Message {
-        rx.next().await.expect("server wrote something")
+        loop {
+            match rx.next().await.expect("server wrote something") {
+                Message::Ping(_) => continue,
+                message => return message,
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -369,8 +441,58 @@ mod tests {
         let engine = testing::engine(config, Handlers::default());
         let (_to_server, mut from_server) = start(&engine, Raw).await;
         let opened = Instant::now();
-        assert!(matches!(next(&mut from_server).await, Message::Ping(_)));
+        let first = from_server.next().await.expect("a ping");
+        assert!(matches!(first, Message::Ping(_)), "{first:?}");
         assert_eq!(opened.elapsed(), Duration::from_secs(5));
+    }
+
+    /// A client that answers no ping (a dead peer, a half-open connection) is closed with 3003
+    /// `client_timeout` after the first ping it left unanswered; one that answers stays.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_answers_no_ping_is_closed_with_3003() {
+        let (tx, mut closes) = tokio::sync::mpsc::unbounded_channel();
+        let config = Config {
+            heartbeat: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(10),
+            ..Config::default()
+        };
+        let handlers = Handlers {
+            close: Some(testing::report_closes(tx)),
+            ..Handlers::default()
+        };
+        let engine = testing::engine(config, handlers);
+        let (answering, mut answered) = start(&engine, Raw).await;
+        let (_silent, mut unanswered) = start(&engine, Raw).await;
+        let opened = Instant::now();
+        let silent_closed = async {
+            loop {
+                match unanswered.next().await.expect("a message") {
+                    Message::Ping(_) => continue,
+                    Message::Close(frame) => return frame.map(|f| (f.code, f.reason.to_string())),
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let answer = async {
+            while let Some(message) = answered.next().await {
+                if let Message::Ping(data) = message {
+                    let _ = answering.unbounded_send(Message::Pong(data));
+                }
+            }
+        };
+        let closed = tokio::select! {
+            closed = silent_closed => closed,
+            () = answer => panic!("the answering client was closed"),
+        };
+        assert_eq!(
+            closed,
+            Some((3003, "Client stopped answering pings".to_owned()))
+        );
+        // The first ping at 5 s, then 10 s to answer it.
+        assert_eq!(opened.elapsed(), Duration::from_secs(15));
+        let (_, code) = closes.recv().await.expect("a close");
+        assert_eq!(code, CloseCode::TIMEOUT);
+        assert_eq!(engine.hub.online().await.expect("online").channels, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,142 @@
+//! Clients that stop reading, over real sockets: the server lets go of them within
+//! `client_timeout` of a write that they do not take (3003, "Client stopped reading"), while the
+//! other subscribers keep receiving; a native session stays resumable.
+
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::Value;
+use tidings::{Retention, Tidings};
+use tidings_tests::http::Request;
+use tidings_tests::{Server, connect, next_text};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
+const MESSAGES: usize = 400;
+
+/// A service whose topics hold every message of the test, reporting closes on `closes`.
+fn service(closes: mpsc::UnboundedSender<(u16, String)>) -> Tidings {
+    tidings_tests::builder()
+        .retention(Retention {
+            messages: 2 * MESSAGES,
+            bytes: 64 << 20,
+        })
+        .max_lag(2 * MESSAGES as u64)
+        .client_timeout(CLIENT_TIMEOUT)
+        .on_close(move |_, closed| {
+            let closes = closes.clone();
+            async move {
+                let _ = closes.send((closed.code.as_u16(), closed.reason.clone()));
+            }
+        })
+        .build()
+}
+
+/// A WebSocket client that completes the handshake on `path` and then never reads.
+async fn stalled(server: &Server, path: &str) -> TcpStream {
+    // A small receive buffer, fixed (loopback would otherwise grow it to tens of MiB), so that
+    // the server's writes stall soon after the client stops reading.
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+    let mut tcp = socket.connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.expect("handshake");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.expect("the 101");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// Reads what the server had written to `tcp` until it closed the connection; panics if it
+/// does not within 10 s.
+async fn until_closed(mut tcp: TcpStream) {
+    let mut sink = vec![0u8; 1 << 16];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while tcp.read(&mut sink).await.expect("read") > 0 {}
+    })
+    .await
+    .expect("the server closed the connection");
+}
+
+/// Publishes `MESSAGES` messages of 64 KB, which no stalled client can take.
+async fn flood(tidings: &Tidings) {
+    let body = "x".repeat(64 * 1024);
+    for i in 0..MESSAGES {
+        tidings
+            .hub()
+            .broadcast(format!("{i} {body}"))
+            .await
+            .expect("broadcast");
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_let_go_and_the_others_keep_receiving() {
+    let (closes_tx, mut closes) = mpsc::unbounded_channel();
+    let tidings = service(closes_tx);
+    let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
+    let mut reader = connect(&server.ws_url("/rt/websocket")).await;
+    let stalled = stalled(&server, "/rt/websocket").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let publishing = tokio::spawn({
+        let tidings = tidings.clone();
+        async move { flood(&tidings).await }
+    });
+    for i in 0..MESSAGES {
+        let text = tokio::time::timeout(Duration::from_secs(10), next_text(&mut reader))
+            .await
+            .expect("the reading client keeps receiving")
+            .expect("open");
+        assert!(text.starts_with(&format!("{i} ")), "message {i}");
+    }
+    publishing.await.expect("published");
+    let closed = tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the stalled client is let go")
+        .expect("a close");
+    assert_eq!(closed, (3003, "Client stopped reading".to_owned()));
+    until_closed(stalled).await;
+}
+
+#[tokio::test]
+async fn a_native_client_that_stops_reading_is_let_go_and_its_session_resumes() {
+    let (closes_tx, mut closes) = mpsc::unbounded_channel();
+    let tidings = service(closes_tx);
+    let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
+    let mut response = Request::post("/rt/native/negotiate?v=2")
+        .send(server.addr)
+        .await;
+    let body: Value = serde_json::from_str(&response.text().await).expect("JSON");
+    let token = body["token"].as_str().expect("token").to_owned();
+    let stalled = stalled(&server, &format!("/rt/native/ws?v=2&token={token}")).await;
+    flood(&tidings).await;
+    // Still not reading while the server's write stalls and times out.
+    tokio::time::sleep(CLIENT_TIMEOUT * 4).await;
+    until_closed(stalled).await;
+    assert!(
+        closes.try_recv().is_err(),
+        "a native session is not closed when its connection is let go"
+    );
+    // The client comes back, without a position (it read nothing): it resumes the session.
+    let mut poll = Request::get(&format!("/rt/native/poll?v=2&token={token}"))
+        .send(server.addr)
+        .await;
+    assert_eq!(poll.status(), 200);
+    let frames: Vec<Value> = serde_json::from_str(&poll.text().await).expect("frames");
+    assert_eq!(frames[0]["type"], "open");
+}
