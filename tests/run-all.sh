@@ -102,7 +102,8 @@ cargo test --workspace --all-targets -- --include-ignored
 # transport is known to work when its session lives in Redis.
 step "transport suites on RedisStore (TIDINGS_TEST_STORE=redis)"
 TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
-  --test websocket --test native --test sockjs_http --test sockjs_static --test stomp
+  --test websocket --test native --test sockjs_http --test sockjs_static --test stomp \
+  --test dead_clients
 
 # --all-targets does not include doctests.
 step "cargo test --workspace --doc"

@@ -102,16 +102,7 @@ impl Attachment {
             tokio::select! {
                 delivery = self.reader.next() => {
                     self.last_write = Instant::now();
-                    let delivery = match delivery {
-                        Ok(delivery) => delivery,
-                        // The client resumes from its own position: a store that failed for a
-                        // moment ends this connection (as a takeover does), not the session.
-                        Err(Error::Store(_)) if matches!(self.holding, Holding::Resumable) => {
-                            Delivery::TakenOver
-                        }
-                        Err(error) => Delivery::Close(Closed::by(error.close_code())),
-                    };
-                    return Step::Delivery(delivery);
+                    return Step::Delivery(self.delivery(delivery));
                 }
                 () = &mut self.timer => {
                     let due = self.last_write.elapsed() >= heartbeat;
@@ -134,6 +125,26 @@ impl Attachment {
                 }
                 () = self.shutdown.requested() => return Step::Shutdown,
             }
+        }
+    }
+
+    /// What is ready for this connection now, without waiting: a delivery, or `None`.
+    pub(crate) async fn at_hand(&mut self) -> Option<Step> {
+        let ready = self.reader.at_hand().await.transpose()?;
+        self.last_write = Instant::now();
+        Some(Step::Delivery(self.delivery(ready)))
+    }
+
+    /// What the reader's answer is to this connection.
+    fn delivery(&self, read: Result<Delivery, Error>) -> Delivery {
+        match read {
+            Ok(delivery) => delivery,
+            // The client resumes from its own position: a store that failed for a moment ends
+            // this connection (as a takeover does), not the session.
+            Err(Error::Store(_)) if matches!(self.holding, Holding::Resumable) => {
+                Delivery::TakenOver
+            }
+            Err(error) => Delivery::Close(Closed::by(error.close_code())),
         }
     }
 

@@ -169,22 +169,36 @@ impl Reader {
     /// the next one, so nothing is skipped.
     pub(crate) async fn next(&mut self) -> Result<Delivery, Error> {
         loop {
-            if let Some(gap) = self.gap.take() {
-                return Ok(gap);
-            }
-            if !self.ready.is_empty() {
-                return Ok(Delivery::Messages(std::mem::take(&mut self.ready)));
-            }
-            if let Some(closed) = self.closing.take() {
-                return Ok(Delivery::Close(closed));
-            }
-            if self.taken_over {
-                return Ok(Delivery::TakenOver);
-            }
-            if self.poll_topics().await? {
-                continue;
+            if let Some(delivery) = self.at_hand().await? {
+                return Ok(delivery);
             }
             self.wait().await?;
+        }
+    }
+
+    /// The next delivery if one is ready now (in the store already, or the close), without
+    /// waiting for more: `None` when [`next`](Reader::next) would wait.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`next`](Reader::next) is.
+    pub(crate) async fn at_hand(&mut self) -> Result<Option<Delivery>, Error> {
+        loop {
+            if let Some(gap) = self.gap.take() {
+                return Ok(Some(gap));
+            }
+            if !self.ready.is_empty() {
+                return Ok(Some(Delivery::Messages(std::mem::take(&mut self.ready))));
+            }
+            if let Some(closed) = self.closing.take() {
+                return Ok(Some(Delivery::Close(closed)));
+            }
+            if self.taken_over {
+                return Ok(Some(Delivery::TakenOver));
+            }
+            if !self.poll_topics().await? {
+                return Ok(None);
+            }
         }
     }
 

@@ -173,10 +173,7 @@ async fn poll<P: Protocol>(
             protocol.opened(&mut frames);
             None
         }
-        // `step` is cancel safe, so nothing is lost when nothing is at hand.
-        Start::Unplaced => tokio::time::timeout(Duration::ZERO, attachment.step())
-            .await
-            .ok(),
+        Start::Unplaced => attachment.at_hand().await,
         Start::Resumed => Some(attachment.step().await),
     };
     if let Some(mut step) = first {
