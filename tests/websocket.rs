@@ -398,3 +398,46 @@ async fn lagging_subscriber_is_closed_with_3001() {
     }
     assert_eq!(last, r#"c[3001,"Missed messages"]"#);
 }
+
+/// `Hub::subscribe_with_history`: a channel subscribed to a room on open gets the last N
+/// messages the room retains first, in order, then what comes after; asked for more than the
+/// room retains, it gets what is retained, with no gap and no close.
+#[tokio::test]
+async fn history_on_subscribe_comes_first_in_order_once() {
+    for (asked, expected) in [(5, 15..20), (50, 12..20)] {
+        let room = tidings::Topic::new("room").expect("a topic");
+        let tidings = tidings_tests::builder()
+            .retention(Retention {
+                messages: 8,
+                bytes: 1 << 20,
+            })
+            .on_open({
+                let room = room.clone();
+                move |channel| {
+                    let room = room.clone();
+                    async move {
+                        let hub = channel.hub();
+                        hub.subscribe_with_history(channel.id(), &room, asked)
+                            .await
+                            .expect("subscribe");
+                    }
+                }
+            })
+            .build();
+        let hub = tidings.hub();
+        for i in 0..20 {
+            hub.publish(&room, format!("m{i}")).await.expect("publish");
+        }
+        let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
+        let mut ws = connect(&server.ws_url("/rt/websocket")).await;
+        let mut got = Vec::new();
+        for _ in expected.clone() {
+            got.push(next_text(&mut ws).await.expect("history"));
+        }
+        hub.publish(&room, "new").await.expect("publish");
+        got.push(next_text(&mut ws).await.expect("the next message"));
+        let mut want: Vec<String> = expected.map(|i| format!("m{i}")).collect();
+        want.push("new".to_owned());
+        assert_eq!(got, want, "asked for {asked}");
+    }
+}

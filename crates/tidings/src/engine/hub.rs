@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tidings_core::{CloseCode, Offset};
+use tidings_core::{CloseCode, Cursor, Offset};
 use tidings_store::{
     ChannelId, Control, Payload, Presence, Record, Retention, Store, Subscription, Topic,
 };
@@ -119,6 +119,31 @@ impl Hub {
     pub async fn subscribe(&self, id: ChannelId, topic: &Topic) -> Result<(), Error> {
         self.subscribe_with(id, topic, &Subscription::default())
             .await
+    }
+
+    /// Makes a channel follow `topic` from its current head on, delivering first the last
+    /// `last` messages the topic still retains (chat history), in order, each once: fewer when
+    /// fewer are retained, none again of a topic the channel follows already (its cursor stays).
+    pub async fn subscribe_with_history(
+        &self,
+        id: ChannelId,
+        topic: &Topic,
+        last: u64,
+    ) -> Result<(), Error> {
+        let store = &self.inner.store;
+        let head = *store.watch(topic).await?.borrow();
+        // A read from the start of this epoch reports as a gap what is no longer retained: the
+        // history starts after it.
+        let probe = store
+            .read(topic, Cursor::new(head.epoch, Offset(0)), 1)
+            .await?;
+        let kept_after = probe.gap.map_or(0, |gap| gap.to.0);
+        let from = head.offset.0.saturating_sub(last).max(kept_after);
+        let how = Subscription {
+            from: Some(Cursor::new(head.epoch, Offset(from))),
+            label: None,
+        };
+        self.subscribe_with(id, topic, &how).await
     }
 
     /// Makes a channel follow `topic` as `how` says: from an earlier cursor (history, or where
