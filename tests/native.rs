@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use tidings::{CloseCode, Identity, Rejection, Retention, Tidings};
+use tidings::{CloseCode, Identity, Rejection, Retention, Tidings, Topic};
 use tidings_tests::http::Request;
 use tidings_tests::{Server, connect, percent_encode};
 use tokio_tungstenite::tungstenite::Message;
@@ -539,4 +539,39 @@ async fn a_client_of_another_version_is_told_to_reload() {
         messages(&poll(&server, &token, None).await).0,
         numbers(0..1)
     );
+}
+
+/// History on subscribe over native polling: a channel that `on_open` subscribes to a room with
+/// its last 3 messages gets them in its first poll, then what follows from that position.
+#[tokio::test]
+async fn history_on_subscribe_comes_in_the_first_poll() {
+    let room = Topic::new("room").expect("a topic");
+    let tidings = tidings_tests::builder()
+        .on_open({
+            let room = room.clone();
+            move |channel| {
+                let room = room.clone();
+                async move {
+                    let hub = channel.hub();
+                    hub.subscribe_with_history(channel.id(), &room, 3)
+                        .await
+                        .expect("subscribe");
+                }
+            }
+        })
+        .build();
+    for i in 0..10 {
+        tidings
+            .hub()
+            .publish(&room, i.to_string())
+            .await
+            .expect("publish");
+    }
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let (texts, pos) = messages(&poll(&server, &token, None).await);
+    assert_eq!(texts, numbers(7..10));
+    tidings.hub().publish(&room, "10").await.expect("publish");
+    let (texts, _) = messages(&poll(&server, &token, pos.as_deref()).await);
+    assert_eq!(texts, numbers(10..11));
 }
