@@ -23,6 +23,7 @@ use tidings_tests::http::{Framing, Request, Response};
 use tidings_tests::redis::RedisServer;
 use tidings_tests::stomp::{self, StompClient, StompSession};
 use tidings_tests::{next_text, percent_encode};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -648,4 +649,63 @@ async fn a_node_stopped_with_sigterm_ends_its_streams_and_native_clients_resume_
     client.poll_until(&cluster, 59).await;
     let expected: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
     assert_eq!(client.received, expected, "each message once, in order");
+}
+
+/// The SockJS protocol suite's `test_abort_xhr_streaming` through the balancer: a second
+/// receiver gets 2010 while the first lives; once the first is aborted, a receiving request on
+/// another node gets the session's 1002 (or a new session), not 2010.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn sockjs_a_receiver_aborted_on_one_node_frees_the_session_for_the_next_node() {
+    let cluster = Cluster::start("echo").await;
+    let id = session();
+    let mut first = post(&cluster, "/echo", &id, "xhr_streaming", "").await;
+    first.chunk().await; // the prelude
+    assert_eq!(first.chunk_text().await, "o\n");
+    let mut second = post(&cluster, "/echo", &id, "xhr_streaming", "").await;
+    second.chunk().await;
+    assert_eq!(
+        second.chunk_text().await,
+        "c[2010,\"Another connection still open\"]\n"
+    );
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut third = post(&cluster, "/echo", &id, "xhr_streaming", "").await;
+    third.chunk().await;
+    let answer = third.chunk_text().await;
+    assert!(
+        answer == "o\n" || answer == "c[1002,\"Connection interrupted\"]\n",
+        "{answer:?}"
+    );
+    let nodes = cluster.nodes_for(&id).await;
+    assert_round_robin(&nodes);
+}
+
+/// The same for polling (the suite's `test_abort_xhr_polling`).
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn sockjs_a_poll_aborted_on_one_node_frees_the_session_for_the_next_node() {
+    let cluster = Cluster::start("echo").await;
+    let id = session();
+    assert_eq!(
+        post(&cluster, "/echo", &id, "xhr", "").await.text().await,
+        "o\n"
+    );
+    // A poll left waiting: sent, its answer never read.
+    let mut first = TcpStream::connect(cluster.addr).await.expect("connect");
+    let poll = Request::post(&format!("/echo/000/{id}/xhr")).body("");
+    first
+        .write_all(&poll.to_bytes())
+        .await
+        .expect("send the poll");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let second = post(&cluster, "/echo", &id, "xhr", "").await.text().await;
+    assert_eq!(second, "c[2010,\"Another connection still open\"]\n");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let third = post(&cluster, "/echo", &id, "xhr", "").await.text().await;
+    assert!(
+        third == "o\n" || third == "c[1002,\"Connection interrupted\"]\n",
+        "{third:?}"
+    );
 }
