@@ -118,11 +118,7 @@ async fn a_native_client_that_stops_reading_is_let_go_and_its_session_resumes() 
     let (closes_tx, mut closes) = mpsc::unbounded_channel();
     let tidings = service(closes_tx);
     let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
-    let mut response = Request::post("/rt/native/negotiate?v=2")
-        .send(server.addr)
-        .await;
-    let body: Value = serde_json::from_str(&response.text().await).expect("JSON");
-    let token = body["token"].as_str().expect("token").to_owned();
+    let token = server.negotiate("/rt").await;
     let stalled = stalled(&server, &format!("/rt/native/ws?v=2&token={token}")).await;
     flood(&tidings).await;
     // Still not reading while the server's write stalls and times out.

@@ -546,20 +546,7 @@ async fn a_client_of_another_version_is_told_to_reload() {
 #[tokio::test]
 async fn history_on_subscribe_comes_in_the_first_poll() {
     let room = Topic::new("room").expect("a topic");
-    let tidings = tidings_tests::builder()
-        .on_open({
-            let room = room.clone();
-            move |channel| {
-                let room = room.clone();
-                async move {
-                    let hub = channel.hub();
-                    hub.subscribe_with_history(channel.id(), &room, 3)
-                        .await
-                        .expect("subscribe");
-                }
-            }
-        })
-        .build();
+    let tidings = tidings_tests::with_history_on_open(tidings_tests::builder(), &room, 3).build();
     for i in 0..10 {
         tidings
             .hub()

@@ -36,14 +36,6 @@ async fn serve(tidings: &Tidings) -> Server {
     Server::start(app).await
 }
 
-async fn negotiate(server: &Server) -> String {
-    let mut response = Request::post("/rt/native/negotiate?v=2")
-        .send(server.addr)
-        .await;
-    let body: Value = serde_json::from_str(&response.text().await).expect("JSON");
-    body["token"].as_str().expect("token").to_owned()
-}
-
 fn frames(body: &str) -> Vec<Value> {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
 }
@@ -69,12 +61,12 @@ async fn every_connection_ends_as_its_protocol_says_and_native_sessions_resume_e
     let mut stomp = StompClient::connect(&server.ws_url("/stomp/websocket"), "").await;
 
     // Native: a WebSocket, and a poll waiting from its position.
-    let token = negotiate(&server).await;
+    let token = server.negotiate("/rt").await;
     let mut native_ws = connect(&server.ws_url(&format!("/rt/native/ws?v=2&token={token}"))).await;
     let open: Value =
         serde_json::from_str(&next_text(&mut native_ws).await.expect("open")).expect("JSON");
     assert_eq!(open["type"], "open");
-    let polling = negotiate(&server).await;
+    let polling = server.negotiate("/rt").await;
     let first = frames(
         &Request::get(&format!("/rt/native/poll?v=2&token={polling}"))
             .send(addr)

@@ -11,7 +11,7 @@ use futures::SinkExt;
 use tidings::stomp::{StompConfig, StompLogin};
 use tidings::{Identity, Retention, Tidings};
 use tidings_tests::http::Request;
-use tidings_tests::stomp::{StompSession, split_frames};
+use tidings_tests::stomp::{StompSession, header, message_body, split_frames};
 use tidings_tests::{Server, Ws, connect, next_text, send_text};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -507,7 +507,7 @@ async fn a_subscription_resumes_after_the_last_message_id_it_saw() {
     let mut b = leave_and_resume(&server, &tidings, 2, 3).await;
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(body(&b.next().await));
+        got.push(message_body(&b.next().await).to_owned());
     }
     assert_eq!(got, ["3", "4", "5"]);
     tidings
@@ -515,7 +515,7 @@ async fn a_subscription_resumes_after_the_last_message_id_it_saw() {
         .send("/topic/feed", "6")
         .await
         .expect("send");
-    assert_eq!(body(&b.next().await), "6");
+    assert_eq!(message_body(&b.next().await), "6");
     insta::assert_snapshot!(b.transcript);
 }
 
@@ -633,17 +633,6 @@ async fn stomp_over_sockjs_xhr_polling() {
     insta::assert_snapshot!(transcript);
 }
 
-fn header<'a>(frame: &'a str, name: &str) -> Option<&'a str> {
-    let head = frame.split("\n\n").next()?;
-    head.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-}
-
-fn body(frame: &str) -> String {
-    let (_, body) = frame.split_once("\n\n").unwrap_or_default();
-    body.trim_end_matches('\0').to_owned()
-}
-
 /// With `join_frames` off, every frame is a WebSocket message of its own, as Spring sends them.
 #[tokio::test]
 async fn without_join_frames_each_frame_is_a_message_of_its_own() {
@@ -700,7 +689,11 @@ async fn a_long_burst_is_joined_in_messages_of_at_most_64_kib() {
             .expect("open");
         assert!(text.len() <= 64 * 1024, "a message of {} bytes", text.len());
         messages += 1;
-        bodies.extend(split_frames(&text).into_iter().map(body));
+        bodies.extend(
+            split_frames(&text)
+                .into_iter()
+                .map(|f| message_body(f).to_owned()),
+        );
     }
     assert_eq!(bodies, (1..=5).map(big).collect::<Vec<_>>());
     assert!(messages >= 2, "{messages}");

@@ -406,24 +406,11 @@ async fn lagging_subscriber_is_closed_with_3001() {
 async fn history_on_subscribe_comes_first_in_order_once() {
     for (asked, expected) in [(5, 15..20), (50, 12..20)] {
         let room = tidings::Topic::new("room").expect("a topic");
-        let tidings = tidings_tests::builder()
-            .retention(Retention {
-                messages: 8,
-                bytes: 1 << 20,
-            })
-            .on_open({
-                let room = room.clone();
-                move |channel| {
-                    let room = room.clone();
-                    async move {
-                        let hub = channel.hub();
-                        hub.subscribe_with_history(channel.id(), &room, asked)
-                            .await
-                            .expect("subscribe");
-                    }
-                }
-            })
-            .build();
+        let builder = tidings_tests::builder().retention(Retention {
+            messages: 8,
+            bytes: 1 << 20,
+        });
+        let tidings = tidings_tests::with_history_on_open(builder, &room, asked).build();
         let hub = tidings.hub();
         for i in 0..20 {
             hub.publish(&room, format!("m{i}")).await.expect("publish");

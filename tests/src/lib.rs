@@ -73,6 +73,16 @@ impl Server {
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
     }
+
+    /// Negotiates a native session of the service mounted at `prefix`; its token.
+    pub async fn negotiate(&self, prefix: &str) -> String {
+        let path = format!("{prefix}/native/negotiate?v=2");
+        let mut response = http::Request::post(&path).send(self.addr).await;
+        let text = response.text().await;
+        assert_eq!(response.status(), 200, "negotiate: {text}");
+        let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        body["token"].as_str().expect("a token").to_owned()
+    }
 }
 
 impl Drop for Server {
@@ -168,4 +178,23 @@ pub fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `builder` with an `on_open` that subscribes every new channel to `topic` with its last `last`
+/// retained messages ([`Hub::subscribe_with_history`](tidings::Hub::subscribe_with_history)).
+pub fn with_history_on_open(
+    builder: tidings::Builder,
+    topic: &tidings::Topic,
+    last: u64,
+) -> tidings::Builder {
+    let topic = topic.clone();
+    builder.on_open(move |channel| {
+        let topic = topic.clone();
+        async move {
+            let hub = channel.hub();
+            hub.subscribe_with_history(channel.id(), &topic, last)
+                .await
+                .expect("subscribe with history");
+        }
+    })
 }
