@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tidings::Tidings;
+use tidings::store::StoreError;
 use tokio::net::TcpListener;
 
 /// How long the connections have to end once the signal came.
@@ -25,6 +26,20 @@ pub(crate) struct Served {
 impl Served {
     pub(crate) fn new(router: Router, services: Vec<Tidings>) -> Served {
         Served { router, services }
+    }
+
+    /// The app `built` is, or, when it could not use its Redis, the reason on stderr (as
+    /// `program`) and exit status 1.
+    pub(crate) fn or_exit(
+        built: Result<Served, StoreError>,
+        program: &str,
+        redis: Option<&str>,
+    ) -> Served {
+        built.unwrap_or_else(|error| {
+            let url = redis.unwrap_or_default();
+            eprintln!("{program}: cannot use the Redis at {url}: {error}");
+            std::process::exit(1);
+        })
     }
 
     /// Serves on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.

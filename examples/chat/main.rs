@@ -40,14 +40,8 @@ async fn main() -> std::io::Result<()> {
         .init();
     let args = Args::parse();
     let heartbeat = Duration::from_millis(args.heartbeat_ms);
-    let app = match app::app(heartbeat, args.redis.as_deref()).await {
-        Ok(app) => app,
-        Err(error) => {
-            let url = args.redis.unwrap_or_default();
-            eprintln!("chat: cannot use the Redis at {url}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let redis = args.redis.as_deref();
+    let app = served::Served::or_exit(app::app(heartbeat, redis).await, "chat", redis);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("chat on http://{}/", listener.local_addr()?);
     app.serve(listener).await

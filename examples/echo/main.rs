@@ -40,14 +40,8 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let app = match app::app(&args.sockjs_url, args.redis.as_deref()).await {
-        Ok(app) => app,
-        Err(error) => {
-            let url = args.redis.unwrap_or_default();
-            eprintln!("echo: cannot use the Redis at {url}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let redis = args.redis.as_deref();
+    let app = served::Served::or_exit(app::app(&args.sockjs_url, redis).await, "echo", redis);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!(
         "SockJS echo services on http://{}/echo, /close, /disabled_websocket_echo, /cookie_needed_echo",

@@ -48,14 +48,9 @@ async fn main() -> std::io::Result<()> {
         .init();
     let args = Args::parse();
     let heartbeat = Duration::from_millis(args.heartbeat_ms);
-    let app = match app::app(heartbeat, args.redis.as_deref(), args.node_modules).await {
-        Ok(app) => app,
-        Err(error) => {
-            let url = args.redis.unwrap_or_default();
-            eprintln!("stomp: cannot use the Redis at {url}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let redis = args.redis.as_deref();
+    let built = app::app(heartbeat, redis, args.node_modules).await;
+    let app = served::Served::or_exit(built, "stomp", redis);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("stomp on http://{}/", listener.local_addr()?);
     app.serve(listener).await
