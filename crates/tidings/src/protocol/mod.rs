@@ -103,6 +103,9 @@ pub(crate) struct StompShared {
     /// every later one with the same id, as most are (`sub-0` of `@stomp/stompjs`).
     pub(crate) common: Box<str>,
     pub(crate) frame: Utf8Bytes,
+    /// `frame` as a quoted JSON string, for SockJS's `a[…]`: escaped by the first STOMP
+    /// subscriber over SockJS that gets it, shared by the rest.
+    pub(crate) json: OnceLock<String>,
     /// Where in `frame` what every subscriber shares starts, after the subscription header:
     /// `message-id`, `destination`, the sender's headers, `content-length`, the blank line, the
     /// body and the NUL.

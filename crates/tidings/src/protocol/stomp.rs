@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -403,7 +403,7 @@ impl Stomp {
                     if i > 0 {
                         array.push(',');
                     }
-                    push_json_string(&mut array, frame.as_str());
+                    frame.push_json(&mut array);
                 }
                 array.push(']');
                 out.push(Frame::new(array));
@@ -830,22 +830,36 @@ fn parse_message_id(id: &str) -> Option<Cursor> {
 /// One frame of a batch: bytes a message's recipients share, borrowed (joined into one
 /// WebSocket message without touching their reference count), or this recipient's own.
 enum Piece<'a> {
-    Shared(&'a Utf8Bytes),
+    /// The common frame of a message ([`StompShared::frame`]).
+    Shared(&'a StompShared),
     Own(Utf8Bytes),
 }
 
 impl Piece<'_> {
     fn as_str(&self) -> &str {
         match self {
-            Piece::Shared(text) => text.as_str(),
+            Piece::Shared(shared) => shared.frame.as_str(),
             Piece::Own(text) => text.as_str(),
         }
     }
 
     fn into_text(self) -> Utf8Bytes {
         match self {
-            Piece::Shared(text) => text.clone(),
+            Piece::Shared(shared) => shared.frame.clone(),
             Piece::Own(text) => text,
+        }
+    }
+
+    /// Appends the frame as a quoted JSON string with SockJS's escapes: a shared frame's is
+    /// escaped once for all its recipients.
+    fn push_json(&self, out: &mut String) {
+        match self {
+            Piece::Shared(shared) => out.push_str(shared.json.get_or_init(|| {
+                let mut json = String::new();
+                push_json_string(&mut json, shared.frame.as_str());
+                json
+            })),
+            Piece::Own(text) => push_json_string(out, text.as_str()),
         }
     }
 }
@@ -879,6 +893,7 @@ impl StompShared {
             cursor: delivered.cursor,
             user_prefix: config.user_prefix.as_str().into(),
             common: id.into(),
+            json: OnceLock::new(),
             // Built from `str` pieces, so always UTF-8.
             frame: String::from_utf8(out).unwrap_or_default().into(),
             rest,
@@ -895,7 +910,7 @@ impl StompShared {
     /// The whole frame for the subscription `id`: shared when it is the common one.
     fn frame(&self, id: &str, acks: bool) -> Piece<'_> {
         if !acks && *self.common == *id {
-            return Piece::Shared(&self.frame);
+            return Piece::Shared(self);
         }
         let rest = &self.frame.as_str()[self.rest..];
         let mut out = Vec::with_capacity(64 + id.len() + rest.len());
@@ -1137,6 +1152,17 @@ mod tests {
         // The same bytes, not a copy, for every subscriber with that id.
         let again = shared.frame("sub-0", false);
         assert_eq!(again.as_str().as_ptr(), first.as_str().as_ptr());
+        // Over SockJS, its JSON string is escaped once and copied after that.
+        let (mut one, mut two) = (String::new(), String::new());
+        first.push_json(&mut one);
+        again.push_json(&mut two);
+        let mut expected = String::new();
+        push_json_string(&mut expected, first.as_str());
+        assert_eq!(
+            (one.as_str(), two.as_str()),
+            (expected.as_str(), expected.as_str())
+        );
+        assert!(shared.json.get().is_some());
         let other = shared.frame("x", false);
         assert!(
             other
