@@ -6,7 +6,6 @@
 //! to save, so the next request may be served by another node sharing the store.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
@@ -181,10 +180,11 @@ async fn poll<P: Protocol>(
             match write_step(&mut attachment, &mut protocol, step, &mut frames).await {
                 Wrote::Close | Wrote::End => return framing.body(&frames),
                 Wrote::Step => break,
-                // `step` is cancel safe, so nothing is lost when nothing is at hand.
-                Wrote::Gap => match tokio::time::timeout(Duration::ZERO, attachment.step()).await {
-                    Ok(next) => step = next,
-                    Err(_) => break,
+                // What the store holds after the gap already; a store read, so that a remote
+                // store (Redis) answers it too, where a zero timeout would catch nothing.
+                Wrote::Gap => match attachment.at_hand().await {
+                    Some(next) => step = next,
+                    None => break,
                 },
             }
         }
