@@ -22,6 +22,7 @@ fn service(closes: mpsc::UnboundedSender<(u16, String)>) -> Tidings {
         .retention(Retention {
             messages: 2 * MESSAGES,
             bytes: 64 << 20,
+            age: None,
         })
         .max_lag(2 * MESSAGES as u64)
         .client_timeout(CLIENT_TIMEOUT)

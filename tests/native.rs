@@ -20,6 +20,7 @@ fn chat(retention: usize) -> Tidings {
         .retention(Retention {
             messages: retention,
             bytes: 1 << 20,
+            age: None,
         })
         .max_message_size(1000)
         .auth(|handshake| async move {

@@ -253,6 +253,7 @@ async fn cost_per_session_and_per_message() {
     let retention = Retention {
         messages: MESSAGES,
         bytes: 1 << 30,
+        age: None,
     };
     let room = Topic::from_stored("room");
     store

@@ -103,7 +103,7 @@ cargo test --workspace --all-targets -- --include-ignored
 step "transport suites on RedisStore (TIDINGS_TEST_STORE=redis)"
 TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
   --test websocket --test native --test sockjs_http --test sockjs_static --test stomp \
-  --test dead_clients
+  --test dead_clients --test offline
 
 # --all-targets does not include doctests.
 step "cargo test --workspace --doc"

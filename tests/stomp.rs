@@ -524,6 +524,7 @@ async fn resuming_after_what_is_no_longer_retained_is_an_error_then_close() {
     let builder = tidings_tests::builder().retention(Retention {
         messages: 2,
         bytes: 1 << 20,
+        age: None,
     });
     let (server, tidings) = start(builder).await;
     let mut b = leave_and_resume(&server, &tidings, 1, 5).await;

@@ -359,6 +359,7 @@ async fn lagging_subscriber_is_closed_with_3001() {
         .retention(Retention {
             messages: 10,
             bytes: 1 << 20,
+            age: None,
         })
         .on_message(move |_, _| {
             let (held, entered_tx) = (held.clone(), entered_tx.clone());
@@ -409,6 +410,7 @@ async fn history_on_subscribe_comes_first_in_order_once() {
         let builder = tidings_tests::builder().retention(Retention {
             messages: 8,
             bytes: 1 << 20,
+            age: None,
         });
         let tidings = tidings_tests::with_history_on_open(builder, &room, asked).build();
         let hub = tidings.hub();

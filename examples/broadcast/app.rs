@@ -14,6 +14,7 @@ pub(crate) fn builder(retention: usize) -> Builder {
         .retention(Retention {
             messages: retention,
             bytes: 64 << 20,
+            age: None,
         })
         .max_lag(retention as u64)
         .on_message(|channel, text| async move {

@@ -1,5 +1,8 @@
-//! A chat room on the native protocol: every message anyone sends reaches everyone, sender
-//! included, over whichever transport works.
+//! A chat room on the native protocol, over whichever transport works: every message to the
+//! room reaches everyone, sender included, and a page that arrives gets the last 50; people
+//! chat under a name (`/?user=alice`, or the page's form), see who is online, and write to one
+//! person alone, who gets it on their next visit when no page of theirs is open. Routes and
+//! message formats: `app.rs`.
 //!
 //! ```text
 //! cargo run --example chat -- --addr 127.0.0.1:3000 [--heartbeat-ms 25000] [--redis URL]

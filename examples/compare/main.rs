@@ -205,6 +205,7 @@ async fn main() -> std::io::Result<()> {
         .retention(Retention {
             messages: RETAINED,
             bytes: 16 << 20,
+            age: None,
         })
         .max_lag(RETAINED as u64)
         .build();

@@ -158,6 +158,7 @@ pub(crate) async fn app(
         .retention(Retention {
             messages: 1000,
             bytes: 8 << 20,
+            age: None,
         })
         .auth(|handshake| async move { Ok(user_of(handshake.query("user"))) })
         .stomp(StompConfig {

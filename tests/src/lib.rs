@@ -29,6 +29,24 @@ pub fn builder() -> tidings::Builder {
     }
 }
 
+/// Two builders on one store, for two nodes of one service: one `MemoryStore` both share, or,
+/// with `TIDINGS_TEST_STORE=redis`, two `RedisStore`s (connections of their own) under one
+/// prefix, as [`builder`] chooses.
+pub fn two_nodes() -> [tidings::Builder; 2] {
+    let builder = tidings::Tidings::builder;
+    match std::env::var("TIDINGS_TEST_STORE").as_deref() {
+        Ok("redis") => {
+            let mut stores = redis::shared_stores(2).into_iter();
+            let mut next = || builder().store(stores.next().expect("two stores"));
+            [next(), next()]
+        }
+        _ => {
+            let store = tidings::store::MemoryStore::new();
+            [builder().store(store.clone()), builder().store(store)]
+        }
+    }
+}
+
 /// A server running `app` on a free loopback port, stopped when dropped.
 pub struct Server {
     /// Where it listens.

@@ -28,6 +28,12 @@ static SHARED: LazyLock<(RedisServer, tokio::runtime::Runtime)> = LazyLock::new(
 
 /// A `RedisStore` under a fresh prefix on a `redis-server` shared by the whole test process.
 pub fn shared_store() -> RedisStore {
+    shared_stores(1).remove(0)
+}
+
+/// `n` `RedisStore`s, each with connections of its own, under one fresh prefix on the shared
+/// `redis-server`: the stores of `n` nodes of one service.
+pub fn shared_stores(n: usize) -> Vec<RedisStore> {
     let (server, runtime) = &*SHARED;
     let prefix = format!("test-{:016x}:", rand::random::<u64>());
     let url = server.url();
@@ -36,14 +42,17 @@ pub fn shared_store() -> RedisStore {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                runtime.block_on(RedisStore::connect_with(
-                    &url,
-                    Options::default().prefix(prefix),
-                ))
+                (0..n)
+                    .map(|_| {
+                        let options = Options::default().prefix(prefix.clone());
+                        runtime
+                            .block_on(RedisStore::connect_with(&url, options))
+                            .expect("connect to the shared redis-server")
+                    })
+                    .collect()
             })
             .join()
             .expect("connecting thread")
-            .expect("connect to the shared redis-server")
     })
 }
 

@@ -364,7 +364,8 @@ impl Store for RedisStore {
                     record.len(),
                     retention.messages.max(1),
                     retention.bytes,
-                    new_epoch()
+                    new_epoch(),
+                    retention.age.map_or(0, millis)
                 ],
             )
             .await?;

@@ -68,6 +68,117 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     aliases(make()).await;
     user_limit(make()).await;
     ending(make()).await;
+    offline_delivery(make()).await;
+    offline_age(make()).await;
+}
+
+/// Checks offline delivery: a channel of a user with no open channel starts the user's topic
+/// at the delivered mark (what the user's channels saved), one opened beside an open channel
+/// starts at the head, the mark only moves forward, and of two channels opened at once only one
+/// is handed the backlog.
+pub async fn offline_delivery<S: Store>(store: S) {
+    let user = unique("offline");
+    let mine = Topic::user(&user);
+    let backlog = |state: &ChannelState| state.topics[&Topic::user(&user)];
+    for n in 1..=2 {
+        append(&store, &mine, message(format!("m{n}")), ample()).await;
+    }
+    let epoch = head(&store, &mine).await.epoch;
+    let at = |offset| Cursor::new(epoch, Offset(offset));
+    let first = create(&store, Some(&user), &[&mine], LONG).await;
+    assert_eq!(
+        backlog(&first),
+        at(0),
+        "[offline_delivery] a user's first channel starts before what was sent while it had none"
+    );
+    assert_eq!(
+        texts(&read(&store, &mine, backlog(&first), 10).await),
+        ["m1", "m2"],
+        "[offline_delivery] the backlog reads in order"
+    );
+    let beside = create(&store, Some(&user), &[&mine], LONG).await;
+    assert_eq!(
+        backlog(&beside),
+        at(2),
+        "[offline_delivery] a channel opened beside an open one starts at the head"
+    );
+    append(&store, &mine, message("m3"), ample()).await;
+    let saved = [(mine.clone(), at(3))];
+    ok(store.save_cursors(first.id, &saved).await, "save_cursors");
+    let behind = [(mine.clone(), at(1))];
+    ok(store.save_cursors(beside.id, &behind).await, "save_cursors");
+    for id in [first.id, beside.id] {
+        ok(
+            store.mark_closed(id, CloseCode::NORMAL, "bye").await,
+            "mark_closed",
+        );
+    }
+    append(&store, &mine, message("m4"), ample()).await;
+    let next = create(&store, Some(&user), &[&mine], LONG).await;
+    assert_eq!(
+        backlog(&next),
+        at(3),
+        "[offline_delivery] the next channel starts after the furthest cursor saved (never moved back)"
+    );
+    ok(store.remove_channel(next.id).await, "remove_channel");
+    let follows = [&mine];
+    let racing = (0..2).map(|_| create(&store, Some(&user), &follows, LONG));
+    let mut starts: Vec<Cursor> = futures::future::join_all(racing)
+        .await
+        .iter()
+        .map(backlog)
+        .collect();
+    starts.sort_by_key(|c| c.offset);
+    assert_eq!(
+        starts,
+        [at(3), at(4)],
+        "[offline_delivery] of two channels opened at once, one takes the backlog and one the head"
+    );
+    let stranger = create(&store, Some(&unique("other")), &[&mine], LONG).await;
+    assert_eq!(
+        stranger.topics[&mine],
+        at(4),
+        "[offline_delivery] another user's channel following the topic starts at its head"
+    );
+}
+
+/// Checks the age bound of retention: records older than it are dropped before a user's
+/// channel starts on the backlog (a gap when read), and a topic with an age outlives the idle
+/// time.
+pub async fn offline_age<S: Store>(store: S) {
+    let user = unique("aged");
+    let mine = Topic::user(&user);
+    let short = Retention {
+        age: Some(SHORT),
+        ..ample()
+    };
+    append(&store, &mine, message("stale"), short).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    let first = create(&store, Some(&user), &[&mine], LONG).await;
+    let batch = read(&store, &mine, first.topics[&mine], 10).await;
+    assert!(
+        batch.records.is_empty() && batch.gap.is_some_and(|g| g.from == Offset(1)),
+        "[offline_age] a record older than the age bound is a gap for the next channel: {batch:?}"
+    );
+    let kept = topic("aged-kept");
+    let long = Retention {
+        age: Some(LONG),
+        ..ample()
+    };
+    append(&store, &kept, message("kept"), long).await;
+    let before = head(&store, &kept).await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    ok(
+        store
+            .drop_idle_topics(Duration::from_millis(100), 1_000_000)
+            .await,
+        "drop_idle_topics",
+    );
+    assert_eq!(
+        head(&store, &kept).await,
+        before,
+        "[offline_age] an idle topic is kept until its age bound has passed"
+    );
 }
 
 /// Checks that an alias names one channel at a time: a second channel created with a held alias
@@ -324,6 +435,7 @@ pub async fn offsets<S: Store>(store: S) {
     let tight = Retention {
         messages: 2,
         bytes: 1 << 20,
+        age: None,
     };
     for n in 11..=15 {
         let offset = append(&store, &a, message(format!("a{n}")), tight).await;
@@ -495,6 +607,7 @@ pub async fn retention_by_count<S: Store>(store: S) {
     let keep = Retention {
         messages: 5,
         bytes: 1 << 20,
+        age: None,
     };
     for n in 1..=5 {
         append(&store, &t, message(format!("m{n}")), keep).await;
@@ -539,6 +652,7 @@ pub async fn retention_by_bytes<S: Store>(store: S) {
     let keep = Retention {
         messages: 1000,
         bytes: 35,
+        age: None,
     };
     let ten = |n: u64| message(format!("bytes-{n:04}"));
     for n in 1..=3 {
@@ -587,6 +701,7 @@ pub async fn gaps<S: Store>(store: S) {
     let keep = Retention {
         messages: 5,
         bytes: 1 << 20,
+        age: None,
     };
     for n in 1..=12 {
         append(&store, &t, message(format!("m{n}")), keep).await;
@@ -671,6 +786,7 @@ pub async fn epoch_change<S: Store>(store: S) {
     let keep = Retention {
         messages: 5,
         bytes: 1 << 20,
+        age: None,
     };
     for n in 1..=12 {
         append(&store, &t, message(format!("m{n}")), keep).await;
@@ -1714,6 +1830,7 @@ fn ample() -> Retention {
     Retention {
         messages: 100_000,
         bytes: 1 << 26,
+        age: None,
     }
 }
 

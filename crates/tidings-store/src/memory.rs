@@ -96,12 +96,71 @@ struct TopicLog {
 
 struct Log {
     epoch: Epoch,
-    records: VecDeque<(Offset, Record)>,
+    /// Each record with when it was appended.
+    records: VecDeque<(Offset, Record, Instant)>,
     bytes: usize,
     last: Offset,
     subscribers: HashSet<ChannelId>,
     /// When the last record was appended (or the topic created), for dropping idle topics.
     touched: Instant,
+    /// The age bound of the last append's retention.
+    age: Option<Duration>,
+    /// How far the channels of the topic's user took it (user topics only): see
+    /// [`Store::create_channel`].
+    delivered: Offset,
+}
+
+impl Log {
+    /// Drops the oldest records until at most `messages` and `bytes` remain (the newest stays).
+    fn trim(&mut self, messages: usize, bytes: usize) {
+        while self.records.len() > messages.max(1) || (self.bytes > bytes && self.records.len() > 1)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    /// Drops the records older than the age bound.
+    fn drop_aged(&mut self, now: Instant) {
+        let Some(age) = self.age else { return };
+        while self
+            .records
+            .front()
+            .is_some_and(|(_, _, at)| *at + age <= now)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((_, old, _)) = self.records.pop_front() {
+            self.bytes -= old.len();
+        }
+    }
+
+    /// The offset of the oldest retained record, or the next one when none is retained.
+    fn first(&self) -> Offset {
+        self.records
+            .front()
+            .map_or(self.last.next(), |(offset, ..)| *offset)
+    }
+}
+
+impl TopicLog {
+    /// Where a channel starts the topic of a user who has no open channel: after the delivered
+    /// mark, once the records past the age bound are dropped.
+    fn backlog_start(&self) -> Cursor {
+        let mut log = self.log.write();
+        log.drop_aged(Instant::now());
+        Cursor::new(log.epoch, log.delivered)
+    }
+
+    /// Moves the delivered mark forward to `cursor`, if it is of this life of the topic.
+    fn delivered_to(&self, cursor: Cursor) {
+        let mut log = self.log.write();
+        if cursor.epoch == log.epoch && cursor.offset > log.delivered {
+            log.delivered = cursor.offset.min(log.last);
+        }
+    }
 }
 
 struct Entry {
@@ -137,6 +196,8 @@ impl MemoryStore {
                         last: Offset::ZERO,
                         subscribers: HashSet::new(),
                         touched: Instant::now(),
+                        age: None,
+                        delivered: Offset::ZERO,
                     }),
                     head,
                 })
@@ -189,17 +250,14 @@ impl Store for MemoryStore {
         let head = {
             let mut log = topic_log.log.write();
             let offset = log.last.next();
+            let now = Instant::now();
             log.last = offset;
-            log.touched = Instant::now();
+            log.touched = now;
+            log.age = retention.age;
             log.bytes += record.len();
-            log.records.push_back((offset, record));
-            while log.records.len() > retention.messages.max(1)
-                || (log.bytes > retention.bytes && log.records.len() > 1)
-            {
-                if let Some((_, old)) = log.records.pop_front() {
-                    log.bytes -= old.len();
-                }
-            }
+            log.records.push_back((offset, record, now));
+            log.trim(retention.messages, retention.bytes);
+            log.drop_aged(now);
             Cursor::new(log.epoch, offset)
         };
         // Concurrent appends reach this point in any order once the log lock is released: only
@@ -222,14 +280,16 @@ impl Store for MemoryStore {
     ) -> Result<ReadBatch, StoreError> {
         let topic_log = self.topic(topic);
         let log = topic_log.log.read();
-        let first = log
-            .records
-            .front()
-            .map_or(log.last.next(), |(offset, _)| *offset);
+        let first = log.first();
         let (after, gap) = read_start(cursor, log.epoch, first);
         let skip = usize::try_from(after.0 + 1 - first.0).unwrap_or(usize::MAX);
-        let records: Vec<(Offset, Record)> =
-            log.records.iter().skip(skip).take(max).cloned().collect();
+        let records: Vec<(Offset, Record)> = log
+            .records
+            .iter()
+            .skip(skip)
+            .take(max)
+            .map(|(offset, record, _)| (*offset, record.clone()))
+            .collect();
         let offset = records.last().map_or(after, |(offset, _)| *offset);
         Ok(ReadBatch {
             records,
@@ -258,11 +318,6 @@ impl Store for MemoryStore {
             let head = self.attach(&topic, state.id);
             state.topics.insert(topic, head);
         }
-        let entry = Entry {
-            state: state.clone(),
-            expires: Instant::now() + ttl,
-            receiver: None,
-        };
         let mut channels = self.inner.channels.lock();
         // Checked again under the lock that inserts: another request may have taken the alias
         // while this one attached its topics.
@@ -278,14 +333,25 @@ impl Store for MemoryStore {
             return Ok(Creation::Existing(holder));
         }
         // Counted under the same lock as the insert, so simultaneous creations cannot all pass.
-        if let Some(user) = &state.user
-            && channels.open_of(user) >= max_per_user
-        {
-            drop(channels);
-            self.drop_channel(state.id, &state);
-            return Ok(Creation::UserFull);
+        if let Some(user) = &state.user {
+            let open = channels.open_of(user);
+            if open >= max_per_user {
+                drop(channels);
+                self.drop_channel(state.id, &state);
+                return Ok(Creation::UserFull);
+            }
+            let topic = Topic::user(user);
+            if open == 0
+                && let Some(cursor) = state.topics.get_mut(&topic)
+            {
+                *cursor = self.topic(&topic).backlog_start();
+            }
         }
-        channels.insert(entry);
+        channels.insert(Entry {
+            state: state.clone(),
+            expires: Instant::now() + ttl,
+            receiver: None,
+        });
         Ok(Creation::Created(state))
     }
 
@@ -348,9 +414,15 @@ impl Store for MemoryStore {
         cursors: &[(Topic, Cursor)],
     ) -> Result<(), StoreError> {
         if let Some(entry) = self.inner.channels.lock().by_id.get_mut(&id) {
+            let user_topic = entry.state.user.as_deref().map(Topic::user);
             for (topic, cursor) in cursors {
                 if let Some(saved) = entry.state.topics.get_mut(topic) {
                     *saved = *cursor;
+                    if user_topic.as_ref() == Some(topic)
+                        && let Some(log) = self.existing_topic(topic)
+                    {
+                        log.delivered_to(*cursor);
+                    }
                 }
             }
         }
@@ -433,7 +505,8 @@ impl Store for MemoryStore {
             .iter()
             .filter(|(_, t)| {
                 let log = t.log.read();
-                log.subscribers.is_empty() && log.touched + idle <= now
+                log.subscribers.is_empty()
+                    && log.touched + idle.max(log.age.unwrap_or_default()) <= now
             })
             .map(|(name, _)| name.clone())
             .take(max)

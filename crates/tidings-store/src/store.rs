@@ -25,22 +25,28 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Bounds on one topic's retained history. The oldest records are dropped first once either
-/// bound is passed.
+/// Bounds on one topic's retained history. The oldest records are dropped first once a bound
+/// is passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
     /// The most records kept.
     pub messages: usize,
     /// The most bytes of message text kept.
     pub bytes: usize,
+    /// How long a record is kept, or `None` for as long as the other bounds allow. Applied when
+    /// the topic is appended to and when a channel starts reading its user's topic from where
+    /// the user's channels left it (see [`Store::create_channel`]); a topic with an age is also
+    /// kept at least that long after its last append, however idle.
+    pub age: Option<Duration>,
 }
 
 impl Default for Retention {
-    /// 1000 messages or 1 MiB per topic, whichever is reached first.
+    /// 1000 messages or 1 MiB per topic, whichever is reached first, of any age.
     fn default() -> Self {
         Retention {
             messages: 1000,
             bytes: 1 << 20,
+            age: None,
         }
     }
 }
@@ -151,7 +157,8 @@ pub struct Presence {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends a record to `topic` (creating the topic if needed) and returns its offset. Then
-    /// drops the oldest records until `retention` holds, and wakes the topic's watchers.
+    /// drops the oldest records until `retention` holds, and wakes the topic's watchers. The
+    /// topic keeps `retention.age` for the reads and drops that follow.
     async fn append(
         &self,
         topic: &Topic,
@@ -182,6 +189,16 @@ pub trait Store: Send + Sync + 'static {
     /// nothing is stored ([`Creation::UserFull`]). The count and the insert are one atomic step,
     /// so a burst of simultaneous creations for one user cannot pass the limit together.
     /// Anonymous channels are not counted.
+    ///
+    /// **Offline delivery.** A channel of a user that follows the user's topic
+    /// ([`Topic::user`]) starts it at the head when the user has another open channel (that one
+    /// has taken what came before). When the user has none, it starts after the topic's
+    /// *delivered mark*, the furthest cursor any channel of the user saved for that topic
+    /// ([`save_cursors`](Store::save_cursors)), so what was sent to the user while none of its
+    /// channels was open is delivered to this one. Records older than the topic's
+    /// [`Retention::age`] are dropped first; what the channel missed of them is a gap when it
+    /// reads. The decision is taken in the same atomic step as the insert, so of two channels
+    /// opened at once only one is handed the backlog.
     async fn create_channel(
         &self,
         state: ChannelState,
@@ -211,6 +228,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unsubscribe(&self, id: ChannelId, topic: &Topic) -> Result<bool, StoreError>;
 
     /// Saves how far a channel's topics were delivered. Topics it no longer follows are ignored.
+    /// A cursor of the channel's user's topic also moves that topic's delivered mark forward
+    /// (never back); see [`create_channel`](Store::create_channel).
     async fn save_cursors(
         &self,
         id: ChannelId,
@@ -241,8 +260,9 @@ pub trait Store: Send + Sync + 'static {
     /// Those not [`ended`](ChannelState::ended) are reported to the application by the caller.
     async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError>;
 
-    /// Drops up to `max` topics that no channel follows and that had no append for `idle`;
-    /// returns how many. A topic created again later starts a new epoch.
+    /// Drops up to `max` topics that no channel follows and that had no append for `idle` (or for
+    /// their [`Retention::age`], when that is longer); returns how many. A topic created again
+    /// later starts a new epoch.
     async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError>;
 
     /// Takes the one-receiver lock of a channel for `holder`, for `ttl`. Succeeds if the lock is

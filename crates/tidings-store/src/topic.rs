@@ -55,6 +55,11 @@ impl Topic {
         Topic(format!("$user:{user}").into())
     }
 
+    /// Whether this is a user's topic ([`Topic::user`]).
+    pub fn is_user(&self) -> bool {
+        self.0.starts_with("$user:")
+    }
+
     /// The private topic of one channel.
     pub fn channel(id: ChannelId) -> Topic {
         Topic(format!("$channel:{id}").into())

@@ -262,6 +262,12 @@ impl Builder {
         self
     }
 
+    /// See [`Config::offline_age`].
+    pub fn offline_age(mut self, age: Duration) -> Self {
+        self.config.offline_age = age;
+        self
+    }
+
     /// See [`Config::max_lag`].
     pub fn max_lag(mut self, messages: u64) -> Self {
         self.config.max_lag = messages;

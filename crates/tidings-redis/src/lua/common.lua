@@ -1,8 +1,12 @@
 -- Shared by every script: ARGV[1] is the key prefix. Keys (P = prefix):
---   P t:<topic>  stream of records, entry id <offset>-0, fields r (record) and n (size)
---   P m:<topic>  hash: epoch, last (offset), first (oldest retained offset), bytes
+--   P t:<topic>  stream of records, entry id <offset>-0, fields r (record), n (size) and w (when
+--                appended, in ms)
+--   P m:<topic>  hash: epoch, last (offset), first (oldest retained offset), bytes, age (the
+--                last append's age bound in ms, 0 for none), and for a user's topic, mark (the
+--                offset the user's channels took it to)
 --   P s:<topic>  set of the channel ids following the topic
---   P topics     sorted set: topic -> when last appended to (or found followed), in ms
+--   P topics     sorted set: topic -> when last appended to (or found followed), in ms, plus
+--                its age bound
 --   P c:<id>     hash: u user, x attributes (JSON), k close ("<code> <reason>"), a alias,
 --                e ended ("1"), and t:<topic> -> "<epoch>:<offset>" per followed topic
 --   P a:<alias>  the id of the channel holding the alias
@@ -35,6 +39,40 @@ local function topic_meta(topic, epoch)
   redis.call('HSET', mk, 'epoch', epoch, 'last', 0, 'first', 1, 'bytes', 0)
   redis.call('ZADD', P .. 'topics', now_ms(), topic)
   return epoch, 0, 1
+end
+
+-- Drops a topic's oldest records while `drop(entry fields, first, bytes)` says so, keeping at
+-- least the newest `keep` (0 or 1). Records the stream lacks are skipped.
+local function trim(topic, last, keep, drop)
+  local mk, sk = P .. 'm:' .. topic, P .. 't:' .. topic
+  local first = tonumber(redis.call('HGET', mk, 'first'))
+  local bytes = tonumber(redis.call('HGET', mk, 'bytes'))
+  while first <= last - keep do
+    local id = int(first) .. '-0'
+    local entry = redis.call('XRANGE', sk, id, id)
+    if entry[1] then
+      local fields = entry[1][2]
+      if not drop(fields, first, bytes) then
+        break
+      end
+      bytes = bytes - tonumber(fields[4])
+      redis.call('XDEL', sk, id)
+    end
+    first = first + 1
+  end
+  redis.call('HSET', mk, 'first', first, 'bytes', bytes)
+  return first
+end
+
+-- Drops the records of a topic older than its age bound.
+local function drop_aged(topic, last, now)
+  local age = tonumber(redis.call('HGET', P .. 'm:' .. topic, 'age') or '0')
+  if age == 0 then
+    return
+  end
+  trim(topic, last, 0, function(fields)
+    return tonumber(fields[6] or now) + age <= now
+  end)
 end
 
 local function drop_topic(topic)

@@ -13,8 +13,18 @@ if alias ~= '' then
   end
 end
 -- Counted in the script that creates, so simultaneous creations cannot all pass.
-if user ~= '' and #open_channels(user) >= limit then
-  return { 'full' }
+local open = 0
+if user ~= '' then
+  open = #open_channels(user)
+  if open >= limit then
+    return { 'full' }
+  end
+end
+-- A user with no open channel gets what was sent to it since its channels last took the
+-- user's topic (the mark), less what is older than the topic's age bound.
+local backlog = ''
+if user ~= '' and open == 0 then
+  backlog = '$user:' .. user
 end
 if alias ~= '' then
   redis.call('SET', P .. 'a:' .. alias, id)
@@ -31,8 +41,13 @@ end
 for i = 8, #ARGV, 2 do
   local topic = ARGV[i]
   local epoch, last = topic_meta(topic, ARGV[i + 1])
+  local start = last
+  if topic == backlog then
+    drop_aged(topic, last, now_ms())
+    start = tonumber(redis.call('HGET', P .. 'm:' .. topic, 'mark') or '0')
+  end
   redis.call('SADD', P .. 's:' .. topic, id)
-  redis.call('HSET', ck, 't:' .. topic, epoch .. ':' .. int(last))
+  redis.call('HSET', ck, 't:' .. topic, epoch .. ':' .. int(start))
 end
 expire_at(id, now_ms() + tonumber(ARGV[6]))
 return { 'created', id, redis.call('HGETALL', ck) }

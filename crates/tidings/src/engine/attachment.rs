@@ -174,7 +174,10 @@ impl Attachment {
                     self.session.touch(engine.config.disconnect_delay).await?;
                     engine.store().release_receiver(id, lock).await?;
                 }
-                Holding::Resumable => self.session.touch(engine.config.resume).await?,
+                Holding::Resumable => {
+                    let delivered = self.final_cursors(Duration::ZERO);
+                    self.session.leave(&delivered, engine.config.resume).await?;
+                }
                 Holding::Connection => {
                     let closed = Closed::by(CloseCode::INTERNAL);
                     self.end(closed, Duration::ZERO).await;
@@ -225,13 +228,20 @@ impl Attachment {
     }
 
     async fn end(&mut self, closed: Closed, linger: Duration) {
-        // A channel removed at once has no use for its cursors.
-        let cursors = if linger.is_zero() {
-            Vec::new()
-        } else {
-            self.reader.cursors()
-        };
+        let cursors = self.final_cursors(linger);
         end(self.session.clone(), self.lock(), cursors, closed, linger).await;
+    }
+
+    /// The cursors to save as the session ends: all of them when it lingers, else only its
+    /// user's topic's, which outlives the channel as that topic's delivered mark (see
+    /// [`Store::create_channel`](tidings_store::Store::create_channel)).
+    fn final_cursors(&self, linger: Duration) -> Vec<(Topic, Cursor)> {
+        let mut cursors = self.reader.cursors();
+        if linger.is_zero() {
+            let user = self.session.channel.user().map(Topic::user);
+            cursors.retain(|(topic, _)| Some(topic) == user.as_ref());
+        }
+        cursors
     }
 
     fn lock(&self) -> Option<Id128> {
@@ -256,18 +266,14 @@ impl Drop for Attachment {
             // next request starts a new one.
             Holding::Connection | Holding::Lock(_) => {
                 let closed = Closed::by(CloseCode::INTERRUPTED);
-                runtime.spawn(end(
-                    session,
-                    self.lock(),
-                    Vec::new(),
-                    closed,
-                    Duration::ZERO,
-                ));
+                let cursors = self.final_cursors(Duration::ZERO);
+                runtime.spawn(end(session, self.lock(), cursors, closed, Duration::ZERO));
             }
             Holding::Resumable => {
+                let delivered = self.final_cursors(Duration::ZERO);
                 runtime.spawn(async move {
                     let resume = session.engine.config.resume;
-                    if let Err(error) = session.touch(resume).await {
+                    if let Err(error) = session.leave(&delivered, resume).await {
                         tracing::warn!(%error, "could not detach from a session");
                     }
                 });

@@ -29,6 +29,13 @@ pub struct Config {
     pub max_message_size: usize,
     /// How much history every topic keeps. Default 1000 messages or 1 MiB.
     pub retention: Retention,
+    /// How long a message sent to a user ([`Hub::send_to_user`](crate::Hub::send_to_user))
+    /// waits for that user to open a channel when none is open: the next channel the user
+    /// opens, on any node, is handed what was sent since the user's channels last took their
+    /// messages, up to this age and within `retention`; what fell out is reported as a gap
+    /// (native) or logged (the protocols with no word for it). User topics also outlive
+    /// `topic_idle_ttl` by this much. Default 1 day.
+    pub offline_age: Duration,
     /// How many messages a channel may fall behind a topic's head before it is treated as
     /// lagging (SockJS: closed with [`CloseCode::LAGGED`](crate::CloseCode::LAGGED)). Default 1000.
     pub max_lag: u64,
@@ -67,6 +74,7 @@ impl Default for Config {
             client_timeout: Duration::from_secs(30),
             max_message_size: 1 << 20,
             retention: Retention::default(),
+            offline_age: Duration::from_secs(24 * 3600),
             max_lag: 1000,
             topic_idle_ttl: Duration::from_secs(3600),
             allowed_origins: None,

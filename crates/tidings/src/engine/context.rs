@@ -40,7 +40,7 @@ pub(crate) struct Engine {
 
 impl Engine {
     pub(crate) fn new(config: Config, store: Arc<dyn Store>, handlers: Handlers) -> Self {
-        let hub = Hub::new(store, config.retention);
+        let hub = Hub::new(store, config.retention, config.offline_age);
         Engine {
             config,
             hub,

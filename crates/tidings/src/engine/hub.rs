@@ -1,6 +1,7 @@
 //! The application's handle for publishing and managing channels from anywhere.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidings_core::{CloseCode, Cursor, Offset};
 use tidings_store::{
@@ -50,16 +51,23 @@ pub struct Hub {
 struct Inner {
     store: Arc<dyn Store>,
     retention: Retention,
+    /// Users' topics keep messages for the user's next channel, up to an age.
+    user_retention: Retention,
     events: broadcast::Sender<Event>,
 }
 
 impl Hub {
-    pub(crate) fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, retention: Retention, offline_age: Duration) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let user_retention = Retention {
+            age: Some(offline_age),
+            ..retention
+        };
         Hub {
             inner: Arc::new(Inner {
                 store,
                 retention,
+                user_retention,
                 events,
             }),
         }
@@ -96,7 +104,10 @@ impl Hub {
         self.publish(&Topic::broadcast(), message).await
     }
 
-    /// Publishes to every channel of `user`.
+    /// Publishes to every channel of `user`. When the user has no open channel, the next one it
+    /// opens (on any node) is handed the message, unless it is older than
+    /// [`Config::offline_age`](crate::Config::offline_age) by then or fell out of retention; a
+    /// message one of the user's channels took is not handed to channels opened later.
     pub async fn send_to_user(
         &self,
         user: &str,
@@ -254,10 +265,11 @@ impl Hub {
     }
 
     async fn append(&self, topic: &Topic, record: Record) -> Result<Offset, Error> {
-        Ok(self
-            .inner
-            .store
-            .append(topic, record, self.inner.retention)
-            .await?)
+        let retention = if topic.is_user() {
+            self.inner.user_retention
+        } else {
+            self.inner.retention
+        };
+        Ok(self.inner.store.append(topic, record, retention).await?)
     }
 }

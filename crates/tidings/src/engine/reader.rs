@@ -122,6 +122,31 @@ impl Reader {
         Ok(reader)
     }
 
+    /// Makes this the reader of a channel just opened for `user`, which starts the user's topic
+    /// where the user's channels left it ([`Store::create_channel`]). What fell out of that
+    /// backlog before the channel opened is read past here, and logged: the protocols this
+    /// reader serves cannot say "gap", and the channel has delivered nothing yet that the hole
+    /// would break. (The native protocol's connections read the channel again from the store,
+    /// and report it.)
+    pub(crate) async fn opened(&mut self, user: Option<&str>) -> Result<(), Error> {
+        let Some(user) = user.map(Topic::user) else {
+            return Ok(());
+        };
+        let Some(follow) = self.follows.iter_mut().find(|f| f.topic == user) else {
+            return Ok(());
+        };
+        let batch = self.store.read(&user, follow.cursor, 1).await?;
+        if let Some(gap) = batch.gap {
+            tracing::info!(
+                topic = %user,
+                missed = gap.to.0.saturating_sub(gap.from.0) + 1,
+                "messages sent to a user while offline fell out of retention before it came back"
+            );
+            follow.cursor = Cursor::new(batch.cursor.epoch, gap.to);
+        }
+        Ok(())
+    }
+
     /// Makes this the reader of the native connection `holder`, whose takeover record is at
     /// `since` on the private topic: later takeovers by others end it, and gaps are reported
     /// rather than closing the channel.

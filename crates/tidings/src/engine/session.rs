@@ -73,7 +73,8 @@ pub(crate) async fn open(
         Creation::Existing(state) => return Ok(Opened::Found(state)),
         Creation::UserFull => return Err(Error::TooManyChannels { limit }),
     };
-    let reader = Reader::new(store.clone(), &state, config.max_lag).await?;
+    let mut reader = Reader::new(store.clone(), &state, config.max_lag).await?;
+    reader.opened(identity.user.as_deref()).await?;
     let channel = Channel::new(
         id,
         identity.user.clone(),
@@ -156,6 +157,21 @@ impl Session {
     pub(crate) async fn touch(&self, ttl: Duration) -> Result<(), Error> {
         self.engine.store().touch(self.channel.id(), ttl).await?;
         Ok(())
+    }
+
+    /// A resumable connection left: the session waits `resume` for its client, and how far the
+    /// connection took the user's topic (`delivered`) moves that topic's delivered mark, should
+    /// the client never come back.
+    pub(crate) async fn leave(
+        &self,
+        delivered: &[(Topic, Cursor)],
+        resume: Duration,
+    ) -> Result<(), Error> {
+        if !delivered.is_empty() {
+            let store = self.engine.store();
+            store.save_cursors(self.channel.id(), delivered).await?;
+        }
+        self.touch(resume).await
     }
 
     /// Saves how far `reader` delivered, so the next request of this channel goes on from there.
@@ -265,6 +281,7 @@ mod tests {
             retention: Retention {
                 messages: 5,
                 bytes: 1 << 20,
+                age: None,
             },
             ..Config::default()
         });

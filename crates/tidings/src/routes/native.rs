@@ -39,6 +39,9 @@ use crate::transport::{cors, receive, websocket};
 /// The browser client, served at `<prefix>/tidings.js`.
 const SCRIPT: &str = include_str!("tidings.js");
 
+/// The client's TypeScript declarations, served at `<prefix>/tidings.d.ts`.
+const TYPES: &str = include_str!("tidings.d.ts");
+
 /// The version of the native protocol this server speaks. Every request names the version its
 /// client speaks (`v=2`); any other is refused, so that a page still running an older client
 /// after a deploy is told to reload rather than losing messages it cannot read.
@@ -52,6 +55,7 @@ const NO_STORE: &str = "no-store, no-transform";
 pub(crate) fn routes() -> Router<Arc<Routes>> {
     Router::new()
         .route("/tidings.js", any(script))
+        .route("/tidings.d.ts", any(types))
         .route("/native/negotiate", any(negotiate))
         .route("/native/ws", any(ws))
         .route("/native/send", any(send))
@@ -227,15 +231,22 @@ async fn take_over(
 
 /// `<prefix>/tidings.js`.
 async fn script(method: Method) -> Response {
+    client_file(method, SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// `<prefix>/tidings.d.ts`.
+async fn types(method: Method) -> Response {
+    client_file(method, TYPES, "application/typescript; charset=utf-8")
+}
+
+/// A file of the client, answered to GET.
+fn client_file(method: Method, body: &'static str, content_type: &'static str) -> Response {
     if method != Method::GET {
         return method_not_allowed("GET");
     }
-    let mut response = SCRIPT.into_response();
+    let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Revalidated on every load, so a page never runs a client older than its server.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response

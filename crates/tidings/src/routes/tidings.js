@@ -1,12 +1,23 @@
 // Tidings native client: resumable delivery over WebSocket, SSE, fetch streaming or polling.
 //
-// Served by the library at `<prefix>/tidings.js`; the wire protocol is docs/protocol.md.
-// Plain ES module, no dependencies, no build step.
+// Served by the library at `<prefix>/tidings.js`, its types at `<prefix>/tidings.d.ts`; the
+// wire protocol is docs/protocol.md. Plain ES module, no dependencies, no build step. It also
+// loads in a worker or Node: every browser global it uses is looked up first.
 //
 //   import { connect } from '/rt/tidings.js';
-//   const conn = connect('/rt');
+//   const conn = connect('/rt', { persist: true });
 //   conn.addEventListener('message', (e) => console.log(e.data));
 //   conn.send('hello');
+//
+// With `persist`, the session survives a reload of the page: its token and position are kept
+// in `sessionStorage`, and the reloaded page's client resumes the same session, receiving what
+// the page missed while it reloaded, once and in order (or a `gap` when the session is gone).
+//
+// Reconnecting: a failed transport is retried with backoff, but not while the browser says it
+// is offline (the client waits for `online`, retrying at most every `backoff.max`), at once on
+// `online`, and no faster than every 10–20 s while the page is hidden, at once when it shows.
+// A session the server closes with a code that asks for it (`RECONNECT`) is replaced by a new
+// one; any other close ends the connection.
 
 /** @typedef {'websocket' | 'sse' | 'streaming' | 'polling'} TransportName */
 
@@ -33,6 +44,11 @@
  *   (default 1000); past it `send()` throws.
  * @property {(message: string) => void} [log] receives diagnostics (transport failures,
  *   reconnects); default: nothing.
+ * @property {boolean | string} [persist] keep the session across reloads of the page, in
+ *   `sessionStorage` (so per tab): `true` under the key `tidings:<url>`, a string under that
+ *   key (to keep two connections to one service apart). Default `false`. The record is written
+ *   after every batch of messages handed on and removed when the connection closes for good;
+ *   a page that calls `close()` while unloading ends its session, and nothing survives.
  */
 
 /**
@@ -64,6 +80,7 @@
  * @property {Handle | null} handle
  * @property {ReturnType<typeof setTimeout> | undefined} openTimer
  * @property {ReturnType<typeof setTimeout> | undefined} silenceTimer
+ * @property {number} heardAt when its last frame arrived
  */
 
 const ALL = /** @type {TransportName[]} */ (['websocket', 'sse', 'streaming', 'polling']);
@@ -76,6 +93,33 @@ const BUFFERED_MS = 1000;
 /** A transport that drops sooner than this after opening, three times running, is given up. */
 const STABLE_MS = 10000;
 const FLAPS = 3;
+/** While the page is hidden, a retry waits at least this, jittered up to twice it: tabs nobody
+ * looks at must not all come back at once after a server restart. */
+const HIDDEN_MS = 10000;
+
+/**
+ * Whether a client should reconnect after each close code Tidings sends: the `reconnect`
+ * column of `TABLE` in crates/tidings-core/src/close.rs (docs/close-codes.md), row by row; keep
+ * the two in step. A code not in it (an application code) follows the close frame's own
+ * `reconnect`, which the server sets from the same table (false for application codes).
+ *
+ * @type {Record<number, boolean>}
+ */
+const RECONNECT = {
+  1000: false,
+  1001: true,
+  1002: true,
+  1007: false,
+  1008: false,
+  1009: false,
+  1011: true,
+  1013: true,
+  2010: false,
+  3000: false,
+  3001: true,
+  3002: true,
+  3003: true,
+};
 
 /** @type {RequestInit} */
 const GET = { credentials: 'same-origin', cache: 'no-store' };
@@ -90,7 +134,8 @@ const supported = {
 
 /**
  * Opens a connection to the Tidings service at `url` (its prefix, e.g. `'/rt'` or
- * `'https://example.com/rt'`).
+ * `'https://example.com/rt'`). Query parameters of `url` (`'/rt?user=ann'`) are sent with every
+ * request, for the server's auth hook.
  *
  * @param {string} url
  * @param {Options} [options]
@@ -110,11 +155,13 @@ export function connect(url, options) {
  *   once, in order, across reconnects and transport changes.
  * - `transport` (CustomEvent): `event.detail` is the name of the transport now delivering.
  * - `gap` (CustomEvent): `event.detail.missed` messages were lost (the server no longer held
- *   them); `null` when the count is unknown (the session expired and a new one was started).
+ *   them); `null` when the count is unknown (the session expired, or the server closed it with
+ *   a code that says to reconnect, and a new one was started).
  * - `close` (Event with `code`, `reason`, `reconnect`): the connection is over. Sent for a
- *   server `close` frame, for a refusal (`1008`, with the server's message), and for `close()`
- *   (`1000`). The client does not start a new session by itself, even when the server's close
- *   says `reconnect: true`: call `connect()` again if the application wants one.
+ *   server `close` frame whose code does not say to reconnect (`RECONNECT`), for a refusal
+ *   (`1008`, with the server's message), and for `close()` (`1000`). After a code that says to
+ *   reconnect the client starts a new session by itself (reporting a `gap`) instead, so
+ *   `reconnect` is false on every `close` it sends.
  *
  * Sending: on WebSocket, `send()` writes to the socket, so messages written just before it
  * breaks can be lost. On the other transports messages are POSTed in order, one request at
@@ -126,6 +173,8 @@ export class Connection extends EventTarget {
   static CLOSED = 3;
 
   #base;
+  /** @type {string} the query parameters of the URL given, sent with every request */
+  #query;
   #options;
   /** @type {TransportName[]} */
   #order = [];
@@ -160,6 +209,16 @@ export class Connection extends EventTarget {
   #sendTimer;
   /** @type {Set<AbortController>} negotiate and send requests in flight */
   #requests = new Set();
+  /** @type {(() => void) | null} what `#retryTimer` will run, so that `#wake` can run it now */
+  #retry = null;
+  /** Server closes that asked for a new session, each soon after the last. */
+  #closes = 0;
+  /** When the browser last said it went offline. */
+  #offlineAt = 0;
+  /** Whether the session came from `sessionStorage` and no transport has opened on it yet. */
+  #restored = false;
+  /** @type {string | null} token and position last written to `sessionStorage` */
+  #saved = null;
 
   /**
    * @param {string} url
@@ -168,6 +227,9 @@ export class Connection extends EventTarget {
   constructor(url, options = {}) {
     super();
     const base = new URL(url, globalThis.location?.href);
+    // The URL's own query parameters (say `?user=ann`, or a token) go with every request, for
+    // the server's auth hook.
+    this.#query = base.search.slice(1);
     base.search = '';
     base.hash = '';
     this.#base = base.href.replace(/\/+$/, '');
@@ -179,8 +241,23 @@ export class Connection extends EventTarget {
       retryBetterAfter: options.retryBetterAfter ?? 60000,
       maxQueue: options.maxQueue ?? 1000,
       log: options.log ?? (() => {}),
+      /** @type {string | null} where the session is kept across reloads */
+      persist:
+        options.persist === true
+          ? `tidings:${this.#base}`
+          : typeof options.persist === 'string' && options.persist !== ''
+            ? options.persist
+            : null,
     };
-    this.#negotiate();
+    // A window, and a worker for online/offline; Node has neither.
+    if (typeof globalThis.addEventListener === 'function') {
+      globalThis.addEventListener('online', this.#onOnline);
+      globalThis.addEventListener('offline', this.#onOffline);
+    }
+    if (typeof document !== 'undefined') {
+      document.addEventListener('visibilitychange', this.#onVisibility);
+    }
+    if (!this.#restore()) this.#negotiate();
   }
 
   /** `Connection.CONNECTING` until a transport first opens, then `OPEN`, then `CLOSED`. */
@@ -238,7 +315,8 @@ export class Connection extends EventTarget {
 
   #negotiate() {
     if (this.#readyState === Connection.CLOSED) return;
-    this.#request('POST', `/native/negotiate?v=${VERSION}`, '').then(
+    const extra = this.#query ? `&${this.#query}` : '';
+    this.#request('POST', `/native/negotiate?v=${VERSION}${extra}`, '').then(
       async (res) => {
         if (!res) return;
         if (!res.ok) {
@@ -247,20 +325,91 @@ export class Connection extends EventTarget {
         }
         const info = await res.json();
         if (typeof info?.token !== 'string') throw new Error('negotiate: no token');
-        const offered = Array.isArray(info.transports) ? info.transports : [];
-        this.#info = info;
-        this.#token = info.token;
         this.#sessionOpened = false;
-        this.#order = this.#options.transports.filter(
-          (t) => ALL.includes(t) && offered.includes(t) && supported[t](),
-        );
-        if (this.#order.length === 0) return this.#shutdown(1008, 'No usable transport', false);
+        if (!this.#adopt(info)) return this.#shutdown(1008, 'No usable transport', false);
+        this.#save();
         this.#connect();
       },
     ).catch((err) => {
       this.#log(`negotiate failed: ${err}`);
+      if (offline()) return this.#waitOnline(() => this.#negotiate());
       this.#later(() => this.#negotiate(), this.#delay(this.#retries++));
     });
+  }
+
+  /**
+   * Takes on the session of a negotiate answer, fresh or kept from before a reload.
+   *
+   * @param {Record<string, any>} info
+   * @returns {boolean} whether a transport is left to use
+   */
+  #adopt(info) {
+    const offered = Array.isArray(info.transports) ? info.transports : [];
+    this.#info = info;
+    this.#token = info.token;
+    this.#order = this.#options.transports.filter(
+      (t) => ALL.includes(t) && offered.includes(t) && supported[t](),
+    );
+    return this.#order.length > 0;
+  }
+
+  /**
+   * Resumes, from its position, the session an earlier page of this tab kept (`persist`). One
+   * the server no longer knows answers 404, and the client starts a new one with a `gap`, as
+   * after any expiry; one it closed meanwhile answers its `close` frame.
+   *
+   * @returns {boolean} whether there was one to resume
+   */
+  #restore() {
+    const key = this.#options.persist;
+    if (key === null) return false;
+    const kept = /** @type {Record<string, any> | null} */ (parse(storage()?.getItem(key) ?? ''));
+    const usable =
+      kept?.v === VERSION &&
+      kept.base === this.#base &&
+      typeof kept.info?.token === 'string' &&
+      (kept.pos === null || typeof kept.pos === 'string');
+    if (!usable || !this.#adopt(kept.info)) {
+      // The next negotiate's session replaces the record.
+      this.#info = this.#token = null;
+      return false;
+    }
+    this.#pos = kept.pos;
+    this.#saved = `${this.#token} ${this.#pos}`;
+    // It opened on the earlier page: a 404 now means it expired, not a negotiate loop.
+    this.#sessionOpened = true;
+    this.#restored = true;
+    this.#log('resuming the session kept in sessionStorage');
+    this.#connect();
+    return true;
+  }
+
+  /**
+   * Keeps the token and position in `sessionStorage` (`persist`), or removes them once there is
+   * no session. Called after every frame that moves the position: one small synchronous write
+   * per batch, not per message, and none when nothing changed. Writing less often (on a timer,
+   * or on `pagehide`) would let a reload, or a page the browser kills in the background without
+   * `pagehide`, resume from an older position and hand messages on twice.
+   */
+  #save() {
+    const key = this.#options.persist;
+    if (key === null) return;
+    const ended = this.#readyState === Connection.CLOSED || this.#token === null;
+    const now = ended ? null : `${this.#token} ${this.#pos}`;
+    if (now === this.#saved) return;
+    this.#saved = now;
+    try {
+      const store = storage();
+      if (now === null) {
+        store?.removeItem(key);
+      } else {
+        const record = { v: VERSION, base: this.#base, info: this.#info, pos: this.#pos };
+        store?.setItem(key, JSON.stringify(record));
+      }
+    } catch (err) {
+      // Full, or blocked by the browser: the session is just not kept.
+      this.#log(`sessionStorage: ${err}`);
+    }
   }
 
   /**
@@ -274,7 +423,16 @@ export class Connection extends EventTarget {
   #refused(fail) {
     const status = fail?.status ?? 0;
     if (status === 404 && fail?.error === 'unknown-session') {
-      this.#sessionLost();
+      // A session that 404s before any transport opened on it would loop: back off then.
+      const ms = this.#sessionOpened ? 0 : this.#delay(this.#retries++);
+      this.#sessionLost('session unknown', ms);
+      return true;
+    }
+    if (status === 403 && fail?.error === 'wrong-user' && this.#restored) {
+      // The kept session is the user's who was signed in before the reload: nothing of it was
+      // this user's to miss.
+      this.#pos = null;
+      this.#sessionLost('the kept session is another user\'s', 0);
       return true;
     }
     if (status < 400 || status >= 500 || status === 408) return false;
@@ -282,17 +440,23 @@ export class Connection extends EventTarget {
     return true;
   }
 
-  /** The token names no session any more: start a new one, and tell the app what was lost. */
-  #sessionLost() {
-    this.#log('session unknown: negotiating again');
+  /**
+   * The session is gone (its token names none any more, or the server closed it with a code
+   * that says to reconnect): start a new one after `ms`, and tell the app what was lost.
+   *
+   * @param {string} why
+   * @param {number} ms
+   */
+  #sessionLost(why, ms) {
+    this.#log(`${why}: negotiating again`);
     this.#stopAttempt();
     this.#token = null;
+    this.#restored = false;
     if (this.#pos !== null) {
       this.#pos = null;
       this.dispatchEvent(new CustomEvent('gap', { detail: { missed: null } }));
     }
-    // A session that 404s before any transport opened on it would loop: back off then.
-    const ms = this.#sessionOpened ? 0 : this.#delay(this.#retries++);
+    this.#save();
     if (this.#readyState !== Connection.CLOSED) this.#later(() => this.#negotiate(), ms);
   }
 
@@ -323,6 +487,7 @@ export class Connection extends EventTarget {
       handle: null,
       openTimer: undefined,
       silenceTimer: undefined,
+      heardAt: 0,
     };
     this.#attempt = a;
     const wait = this.#options.openTimeout + (name === 'polling' ? this.#pollTimeout() : 0);
@@ -340,6 +505,11 @@ export class Connection extends EventTarget {
   #fail(a, why) {
     if (a !== this.#attempt) return;
     this.#log(`${a.name} failed: ${why}`);
+    if (offline()) {
+      // Not the transport's fault: it is tried again, first, once the network is back.
+      this.#stopAttempt();
+      return this.#waitOnline(() => this.#start(a.name));
+    }
     this.#failed.set(a.name, Date.now());
     this.#flaps.delete(a.name);
     this.#stopAttempt();
@@ -356,6 +526,10 @@ export class Connection extends EventTarget {
   #dropped(a, why) {
     if (a !== this.#attempt) return;
     this.#log(`${a.name} dropped: ${why}`);
+    if (offline()) {
+      this.#stopAttempt();
+      return this.#waitOnline(() => this.#start(a.name));
+    }
     const flaps = Date.now() - a.openedAt >= STABLE_MS ? 0 : (this.#flaps.get(a.name) ?? 0) + 1;
     if (flaps >= FLAPS) return this.#fail(a, 'keeps dropping');
     this.#flaps.set(a.name, flaps);
@@ -375,7 +549,7 @@ export class Connection extends EventTarget {
       if (this.#refused(fail)) return;
       return this.#fail(a, `HTTP ${fail.status} ${fail.message ?? ''}`);
     }
-    if (a.name === 'websocket' || a.name === 'sse') {
+    if ((a.name === 'websocket' || a.name === 'sse') && !offline()) {
       const res = await this.#request('POST', this.#path('/native/send', false), '[]').catch(
         () => null,
       );
@@ -443,8 +617,10 @@ export class Connection extends EventTarget {
     h.first ??= Date.now();
     if (f.type === 'open') {
       if (typeof f.pos === 'string') this.#pos = f.pos;
+      this.#save();
       if (!a.opened) this.#opened(a);
-    } else if (!a.opened) {
+    } else if (!a.opened && f.type !== 'close') {
+      // A session closed meanwhile answers its `close` frame, without `open`.
       return this.#log(`${a.name}: ${f.type} frame before open, ignored`);
     }
     this.#armSilence(a);
@@ -461,10 +637,12 @@ export class Connection extends EventTarget {
           this.dispatchEvent(new MessageEvent('message', { data: String(data) }));
         }
         this.#pos = f.pos;
+        this.#save();
         break;
       case 'gap':
         if (typeof f.pos === 'string') this.#pos = f.pos;
         this.dispatchEvent(new CustomEvent('gap', { detail: { missed: f.missed ?? null } }));
+        this.#save();
         break;
       case 'end': {
         const now = Date.now();
@@ -476,9 +654,18 @@ export class Connection extends EventTarget {
         this.#open(a);
         break;
       }
-      case 'close':
-        this.#shutdown(f.code ?? 1000, f.reason ?? '', Boolean(f.reconnect));
+      case 'close': {
+        const code = f.code ?? 1000;
+        const reason = f.reason ?? '';
+        if (!(RECONNECT[code] ?? f.reconnect === true)) {
+          return this.#shutdown(code, reason, Boolean(f.reconnect));
+        }
+        // A server that closes each new session soon after it opens is not hammered.
+        const n = a.opened && Date.now() - a.openedAt >= STABLE_MS ? 0 : this.#closes;
+        this.#closes = n + 1;
+        this.#sessionLost(`session closed by the server (${code} ${reason})`, this.#delay(n));
         break;
+      }
       default: // heartbeat, and frame types of later versions
     }
   }
@@ -491,6 +678,7 @@ export class Connection extends EventTarget {
     this.#failed.delete(a.name);
     this.#retries = 0;
     this.#sessionOpened = true;
+    this.#restored = false;
     this.#log(`${a.name} open`);
     if (this.#transport !== a.name) {
       this.#transport = a.name;
@@ -507,6 +695,7 @@ export class Connection extends EventTarget {
 
   /** @param {Attempt} a */
   #armSilence(a) {
+    a.heardAt = Date.now();
     clearTimeout(a.silenceTimer);
     if (this.#attempt !== a) return;
     const poll = a.name === 'polling' ? this.#pollTimeout() : 0;
@@ -567,7 +756,9 @@ export class Connection extends EventTarget {
         this.#sending = false;
         this.#log(`send failed: ${err}`);
         clearTimeout(this.#sendTimer);
-        this.#sendTimer = setTimeout(() => this.#flush(), this.#delay(this.#sendRetries++));
+        // Offline, a failure is not counted: `online` sends at once (#wake).
+        const ms = offline() ? this.#options.backoff.max : this.#delay(this.#sendRetries++);
+        this.#sendTimer = setTimeout(() => this.#flush(), ms);
       });
   }
 
@@ -580,6 +771,7 @@ export class Connection extends EventTarget {
   #path(path, withPos) {
     let q = `${path}?v=${VERSION}&token=${encodeURIComponent(this.#token ?? '')}`;
     if (withPos && this.#pos !== null) q += `&pos=${encodeURIComponent(this.#pos)}`;
+    if (this.#query) q += `&${this.#query}`;
     return q;
   }
 
@@ -622,17 +814,72 @@ export class Connection extends EventTarget {
   }
 
   /**
-   * Runs `fn` after `ms`, unless the connection is closed by then. One pending at a time.
+   * Runs `fn` after `ms`, unless the connection is closed by then. One pending at a time. While
+   * the page is hidden it waits at least `HIDDEN_MS`; `#wake` runs it sooner.
    *
    * @param {() => void} fn
    * @param {number} ms
    */
   #later(fn, ms) {
     clearTimeout(this.#retryTimer);
+    if (hidden()) ms = Math.max(ms, HIDDEN_MS * (1 + Math.random()));
+    this.#retry = fn;
     this.#retryTimer = setTimeout(() => {
+      this.#retry = null;
       if (this.#readyState !== Connection.CLOSED) fn();
     }, ms);
   }
+
+  /**
+   * Waits for `online` to run `fn`, without counting a retry: failures while offline say
+   * nothing about the server or the transport. `navigator.onLine` can be wrong, so `fn` also
+   * runs after `backoff.max`.
+   *
+   * @param {() => void} fn
+   */
+  #waitOnline(fn) {
+    this.#log('offline: waiting for the network');
+    this.#later(fn, this.#options.backoff.max);
+  }
+
+  /**
+   * Runs the pending retry and send now, instead of at the end of their backoff: the network
+   * is back, or the page is shown again.
+   *
+   * @param {string} why
+   */
+  #wake(why) {
+    if (this.#readyState === Connection.CLOSED || offline()) return;
+    const fn = this.#retry;
+    if (fn) {
+      this.#log(`${why}: retrying now`);
+      clearTimeout(this.#retryTimer);
+      this.#retry = null;
+      fn();
+    }
+    clearTimeout(this.#sendTimer);
+    this.#flush();
+  }
+
+  #onOnline = () => {
+    // A connection that heard nothing since the network went is likely dead (a TCP connection
+    // does not survive a change of network) and would only be found so after the silence
+    // timeout: resume from the position now instead, which loses and repeats nothing.
+    const a = this.#attempt;
+    if (a?.opened && a.heardAt < this.#offlineAt) {
+      this.#log(`${a.name}: silent since offline, reconnecting`);
+      this.#start(a.name);
+    }
+    this.#wake('online');
+  };
+
+  #onOffline = () => {
+    this.#offlineAt = Date.now();
+  };
+
+  #onVisibility = () => {
+    if (!hidden()) this.#wake('visible');
+  };
 
   /**
    * @param {number} code
@@ -644,6 +891,15 @@ export class Connection extends EventTarget {
     this.#readyState = Connection.CLOSED;
     this.#stopAttempt();
     this.#transport = null;
+    this.#save();
+    if (typeof globalThis.removeEventListener === 'function') {
+      globalThis.removeEventListener('online', this.#onOnline);
+      globalThis.removeEventListener('offline', this.#onOffline);
+    }
+    if (typeof document !== 'undefined') {
+      document.removeEventListener('visibilitychange', this.#onVisibility);
+    }
+    this.#retry = null;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#upgradeTimer);
     clearTimeout(this.#sendTimer);
@@ -781,6 +1037,30 @@ function parse(text) {
 async function failure(res) {
   const body = await res.json().catch(() => ({}));
   return { status: res.status, error: body?.error, message: body?.message ?? res.statusText };
+}
+
+/** Whether the browser says there is no network (never in a runtime that cannot tell). */
+function offline() {
+  return typeof navigator !== 'undefined' && navigator.onLine === false;
+}
+
+/** Whether the page is in a background tab or minimised (never outside a page). */
+function hidden() {
+  return typeof document !== 'undefined' && document.visibilityState === 'hidden';
+}
+
+/**
+ * The page's `sessionStorage`, or null where there is none: in a worker or Node, and where the
+ * browser blocks it (reading the global then throws).
+ *
+ * @returns {Storage | null}
+ */
+function storage() {
+  try {
+    return typeof sessionStorage === 'undefined' ? null : sessionStorage;
+  } catch {
+    return null;
+  }
 }
 
 /** @param {string} text */
