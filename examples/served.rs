@@ -42,10 +42,15 @@ impl Served {
         })
     }
 
-    /// Serves on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.
+    /// Serves on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully. Connections
+    /// whose client stopped reading are cut ([`Tidings::listener`], with the first service's
+    /// `client_timeout`).
     pub(crate) async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let Served { router, services } = self;
-        axum::serve(listener, router)
+        let first = services
+            .first()
+            .expect("an example serves a Tidings service");
+        axum::serve(first.listener(listener), router)
             .with_graceful_shutdown(shut_down(tidings::shutdown_signal(), services))
             .await
     }

@@ -1,6 +1,7 @@
 //! Clients that stop reading, over real sockets: the server lets go of them within
-//! `client_timeout` of a write that they do not take (3003, "Client stopped reading"), while the
-//! other subscribers keep receiving; a native session stays resumable.
+//! `client_timeout` of a write that they do not take (a WebSocket: 3003, "Client stopped
+//! reading"; an HTTP response: the connection, through `Tidings::listener`), while the other
+//! subscribers keep receiving; a native session stays resumable.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ fn service(closes: mpsc::UnboundedSender<(u16, String)>) -> Tidings {
         })
         .max_lag(2 * MESSAGES as u64)
         .client_timeout(CLIENT_TIMEOUT)
+        // One streaming response carries the whole flood, so a client that stops reading
+        // stalls it rather than seeing it end.
+        .response_limit(1 << 30)
         .on_close(move |_, closed| {
             let closes = closes.clone();
             async move {
@@ -62,12 +66,21 @@ async fn stalled(server: &Server, path: &str) -> TcpStream {
     tcp
 }
 
-/// Reads what the server had written to `tcp` until it closed the connection; panics if it
-/// does not within 10 s.
+/// An HTTP client that sends a request and then never reads.
+async fn stalled_http(server: &Server, request: &Request) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+    let mut tcp = socket.connect(server.addr).await.expect("connect");
+    tcp.write_all(&request.to_bytes()).await.expect("request");
+    tcp
+}
+
+/// Reads what the server had written to `tcp` until it closed the connection (or the kernel,
+/// having given up on it, resets it); panics if it does not within 10 s.
 async fn until_closed(mut tcp: TcpStream) {
     let mut sink = vec![0u8; 1 << 16];
     tokio::time::timeout(Duration::from_secs(10), async {
-        while tcp.read(&mut sink).await.expect("read") > 0 {}
+        while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
     })
     .await
     .expect("the server closed the connection");
@@ -130,6 +143,55 @@ async fn a_native_client_that_stops_reading_is_let_go_and_its_session_resumes() 
         "a native session is not closed when its connection is let go"
     );
     // The client comes back, without a position (it read nothing): it resumes the session.
+    let mut poll = Request::get(&format!("/rt/native/poll?v=2&token={token}"))
+        .send(server.addr)
+        .await;
+    assert_eq!(poll.status(), 200);
+    let frames: Vec<Value> = serde_json::from_str(&poll.text().await).expect("frames");
+    assert_eq!(frames[0]["type"], "open");
+}
+
+#[tokio::test]
+async fn http_clients_that_stop_reading_are_let_go_and_the_others_keep_receiving() {
+    let (closes_tx, mut closes) = mpsc::unbounded_channel();
+    let tidings = service(closes_tx);
+    let app = Router::new().nest_service("/rt", tidings.router());
+    let server = Server::start_listening(&tidings, app).await;
+    let mut reader = connect(&server.ws_url("/rt/websocket")).await;
+    let sockjs = stalled_http(&server, &Request::post("/rt/000/s/xhr_streaming")).await;
+    let token = server.negotiate("/rt").await;
+    let native = stalled_http(
+        &server,
+        &Request::get(&format!("/rt/native/sse?v=2&token={token}")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let publishing = tokio::spawn({
+        let tidings = tidings.clone();
+        async move { flood(&tidings).await }
+    });
+    for i in 0..MESSAGES {
+        let text = tokio::time::timeout(Duration::from_secs(10), next_text(&mut reader))
+            .await
+            .expect("the reading client keeps receiving")
+            .expect("open");
+        assert!(text.starts_with(&format!("{i} ")), "message {i}");
+    }
+    publishing.await.expect("published");
+    // The SockJS session ends with its connection; the native one stays, for its client to
+    // resume.
+    let closed = tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the stalled SockJS client is let go")
+        .expect("a close");
+    assert_eq!(closed.0, 1002, "{closed:?}");
+    // Still not reading while the kernel's timer runs out (its zero-window probes back off from
+    // 200 ms, so it fires some seconds after `CLIENT_TIMEOUT` at worst).
+    tokio::time::sleep(CLIENT_TIMEOUT * 6).await;
+    until_closed(sockjs).await;
+    until_closed(native).await;
+    assert!(closes.try_recv().is_err(), "the native session goes on");
     let mut poll = Request::get(&format!("/rt/native/poll?v=2&token={token}"))
         .send(server.addr)
         .await;

@@ -67,6 +67,21 @@ impl Server {
         Server { addr, task }
     }
 
+    /// Starts `app` on 127.0.0.1 with port 0, on `tidings`'s
+    /// [`listener`](tidings::Tidings::listener), which cuts connections whose client stopped
+    /// reading.
+    pub async fn start_listening(tidings: &tidings::Tidings, app: Router) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let listener = tidings.listener(listener);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Server { addr, task }
+    }
+
     /// Binds 127.0.0.1 port 0 first, then starts the router that `app` builds for that
     /// address: for apps that must know their own URL before they exist, such as a SockJS
     /// service whose `sockjs_url` points at a copy of sockjs-client the same server serves.

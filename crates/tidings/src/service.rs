@@ -1,11 +1,14 @@
 //! The service: a [`Tidings`] and the [`Builder`] that makes one.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::{Listener, ListenerExt};
 use tidings_store::{MemoryStore, Retention, Store};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::engine::channel::{Channel, Closed};
 use crate::engine::config::Config;
@@ -115,6 +118,38 @@ impl Tidings {
         }
     }
 
+    /// `listener`, with every connection it accepts set to give up on a client that takes
+    /// nothing of what the server writes for [`client_timeout`](Config::client_timeout): the
+    /// kernel then closes the connection (`TCP_USER_TIMEOUT`, Linux only; elsewhere the
+    /// connections are left as they are). For `axum::serve`.
+    ///
+    /// This is how the HTTP transports let go of a client that stopped reading (a frozen tab, a
+    /// phone in a tunnel): a response blocked on a full socket cannot be interrupted from the
+    /// body it is writing, so a Server-Sent Events, streaming or SockJS xhr-streaming response
+    /// to such a client would otherwise hang until the client came back. The server writes at
+    /// least every `heartbeat`, so a stalled client is cut within `heartbeat + client_timeout`;
+    /// its session then goes the way a lost connection's does (a native session stays
+    /// resumable; a SockJS one ends). WebSockets time out their stalled writes by themselves.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use axum::Router;
+    /// use tidings::Tidings;
+    ///
+    /// let tidings = Tidings::builder().build();
+    /// let app = Router::new().nest_service("/rt", tidings.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(tidings.listener(listener), app).await
+    /// # }
+    /// ```
+    pub fn listener(
+        &self,
+        listener: TcpListener,
+    ) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
+        let timeout = self.config().client_timeout;
+        listener.tap_io(move |tcp| give_up_on_stalled_writes(tcp, timeout))
+    }
+
     /// The routes of this service, to mount under a prefix with
     /// [`nest_service`](Router::nest_service).
     ///
@@ -156,6 +191,16 @@ impl Tidings {
     pub fn stomp(&self) -> StompBroker {
         StompBroker::new(self.hub(), self.stomp.clone())
     }
+}
+
+/// Makes the kernel close `tcp` once what is written to it stays untaken for `timeout`.
+fn give_up_on_stalled_writes(tcp: &mut TcpStream, timeout: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(timeout)) {
+        tracing::warn!(%error, "cannot set TCP_USER_TIMEOUT on a connection");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+    let _ = (tcp, timeout);
 }
 
 /// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
