@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tidings_tests::driver::Browser;
-use tidings_tests::example::Running;
+use tidings_tests::example::Chat;
 use tidings_tests::http::Request;
 use tidings_tests::proxy::{Mode, Proxy};
-use tokio::process::Child;
 use tokio::sync::Semaphore;
 
 /// Cases run one at a time: each has a Chromium, the chat server and the proxy busy, the
@@ -32,38 +31,10 @@ use tokio::sync::Semaphore;
 /// starved browser would trip.
 static BROWSERS: Semaphore = Semaphore::const_new(1);
 
-/// How long the chat example has to print its address.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a page has to get a message that was published, once connected.
 const DELIVERY: Duration = Duration::from_secs(30);
 /// How long after the last expected message the page is watched for extra (repeated) ones.
 const SETTLE: Duration = Duration::from_millis(700);
-
-/// The chat example, running; killed when dropped.
-struct Chat {
-    addr: SocketAddr,
-    _process: Child,
-}
-
-impl Chat {
-    async fn start(heartbeat_ms: u64) -> Chat {
-        let heartbeat_ms = heartbeat_ms.to_string();
-        let args = ["--addr", "127.0.0.1:0", "--heartbeat-ms", &heartbeat_ms];
-        let mut chat = Running::start("chat", &args).await;
-        let line = chat.line(START_TIMEOUT).await;
-        // "chat on http://127.0.0.1:PORT/"
-        let addr = line
-            .trim()
-            .strip_prefix("chat on http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the chat example: {line:?}"));
-        Chat {
-            addr,
-            _process: chat.drain(),
-        }
-    }
-}
 
 /// A session of the test's own on the chat server, which publishes `m0`, `m1`, … in order.
 struct Publisher {

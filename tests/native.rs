@@ -563,3 +563,46 @@ async fn history_on_subscribe_comes_in_the_first_poll() {
     let (texts, _) = messages(&poll(&server, &token, pos.as_deref()).await);
     assert_eq!(texts, numbers(10..11));
 }
+
+#[tokio::test]
+async fn negotiate_refusals_are_json_errors() {
+    let tidings = tidings_tests::builder()
+        .allowed_origins(["http://good.example"])
+        .max_channels_per_user(1)
+        .auth(|handshake| async move {
+            Ok(handshake
+                .query("user")
+                .map_or_else(Identity::anonymous, Identity::user))
+        })
+        .build();
+    let server = start(&tidings).await;
+    let from_elsewhere =
+        Request::post("/rt/native/negotiate?v=2").header("Origin", "http://evil.example");
+    let (status, body) = json(&server, from_elsewhere).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"], "origin", "{body}");
+    negotiate(&server, "&user=ann").await;
+    let (status, body) = json(&server, Request::post("/rt/native/negotiate?v=2&user=ann")).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"], "too-many-channels", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn an_idle_poll_answers_a_heartbeat_after_the_poll_timeout() {
+    let tidings = tidings_tests::builder()
+        .heartbeat(Duration::from_millis(300))
+        .build();
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let first = poll(&server, &token, None).await;
+    let pos = first[0]["pos"].as_str().expect("pos").to_owned();
+    let started = std::time::Instant::now();
+    let idle = poll(&server, &token, Some(&pos)).await;
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+    let types: Vec<&str> = idle
+        .iter()
+        .map(|f| f["type"].as_str().expect("a type"))
+        .collect();
+    assert_eq!(types, ["open", "heartbeat", "end"], "{idle:?}");
+}

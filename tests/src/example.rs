@@ -117,3 +117,39 @@ impl Running {
         self.process
     }
 }
+
+/// How long the chat example has to print its address.
+const CHAT_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The chat example (`examples/chat`), running on a free loopback port; killed when dropped.
+pub struct Chat {
+    /// Where it serves.
+    pub addr: std::net::SocketAddr,
+    _process: Child,
+}
+
+impl Chat {
+    /// Starts it with a heartbeat of `heartbeat_ms` and waits for its address.
+    pub async fn start(heartbeat_ms: u64) -> Chat {
+        let heartbeat_ms = heartbeat_ms.to_string();
+        let args = ["--addr", "127.0.0.1:0", "--heartbeat-ms", &heartbeat_ms];
+        let mut chat = Running::start("chat", &args).await;
+        let line = chat.line(CHAT_START_TIMEOUT).await;
+        // "chat on http://127.0.0.1:PORT/"
+        let addr = line
+            .trim()
+            .strip_prefix("chat on http://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the chat example: {line:?}"));
+        Chat {
+            addr,
+            _process: chat.drain(),
+        }
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}

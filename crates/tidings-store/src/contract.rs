@@ -1205,6 +1205,17 @@ pub async fn presence<S: Store>(store: S) {
         "one of alice's channels unsubscribed",
     )
     .await;
+    ok(
+        store.mark_closed(a2, CloseCode::NORMAL, "bye").await,
+        "mark_closed",
+    );
+    check(
+        &room,
+        2,
+        users(&[(&bob, 1)]),
+        "a closed channel (lingering to answer its close) is not counted",
+    )
+    .await;
     ok(store.remove_channel(a2).await, "remove_channel");
     check(
         &room,

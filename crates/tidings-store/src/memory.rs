@@ -570,12 +570,13 @@ impl Store for MemoryStore {
     }
 }
 
+/// The open channels of `states`, and their users.
 fn count<'a>(states: impl Iterator<Item = &'a ChannelState>) -> Presence {
     let mut presence = Presence {
         channels: 0,
         users: BTreeMap::new(),
     };
-    for state in states {
+    for state in states.filter(|s| s.closed.is_none()) {
         presence.channels += 1;
         if let Some(user) = &state.user {
             *presence.users.entry(user.clone()).or_default() += 1;

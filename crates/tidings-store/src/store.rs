@@ -277,10 +277,11 @@ pub trait Store: Send + Sync + 'static {
     /// Releases the receiver lock if `holder` holds it.
     async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError>;
 
-    /// Who follows `topic`.
+    /// Who follows `topic`: its open channels (not closed; a closed one lingers only to answer
+    /// its close).
     async fn presence(&self, topic: &Topic) -> Result<Presence, StoreError>;
 
-    /// Every channel in the store.
+    /// Every open channel in the store.
     async fn online(&self) -> Result<Presence, StoreError>;
 
     /// The open channels of one user.

@@ -1,6 +1,6 @@
 -- ARGV: prefix, what ('topic', 'online' or 'user'), topic or user name.
--- 'topic' and 'online': the user of every channel following the topic, or of every channel
--- ('' for anonymous). 'user': the ids of the user's open channels.
+-- 'topic' and 'online': the user of every open channel following the topic, or of every open
+-- channel ('' for anonymous). 'user': the ids of the user's open channels.
 local what = ARGV[2]
 if what == 'user' then
   return open_channels(ARGV[3])
@@ -13,8 +13,8 @@ else
 end
 local users = {}
 for _, id in ipairs(ids) do
-  local found = redis.call('HMGET', P .. 'c:' .. id, 'u', 'x')
-  if found[2] then
+  local found = redis.call('HMGET', P .. 'c:' .. id, 'u', 'x', 'k')
+  if found[2] and not found[3] then
     users[#users + 1] = found[1] or ''
   end
 end

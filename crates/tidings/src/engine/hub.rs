@@ -234,7 +234,7 @@ impl Hub {
         .await
     }
 
-    /// Channels following `topic`, and their users.
+    /// The open channels following `topic`, and their users, on every node sharing the store.
     pub async fn presence(&self, topic: &Topic) -> Result<Presence, Error> {
         Ok(self.inner.store.presence(topic).await?)
     }
@@ -245,7 +245,8 @@ impl Hub {
         Ok(self.inner.store.user_channels(user).await?)
     }
 
-    /// Every open channel, and their users.
+    /// Every open channel, and their users, on every node sharing the store (a closed channel
+    /// lingering to answer its close is not counted).
     pub async fn online(&self) -> Result<Presence, Error> {
         Ok(self.inner.store.online().await?)
     }
