@@ -105,6 +105,43 @@ TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
   --test websocket --test native --test sockjs_http --test sockjs_static --test stomp \
   --test dead_clients --test offline
 
+# The protocol suite's tests (the SockJS HTTP, static and WebSocket suites) once more, against
+# three nodes of examples/cluster --app echo on one redis-server, behind the cluster's
+# round-robin balancer: every request of a session reaches another node than the one before.
+step "SockJS suite through three nodes on Redis (examples/cluster --app echo)"
+cargo build -p tidings-examples --example cluster
+cluster_dir="$(mktemp -d)"
+cluster_pids=()
+stop_cluster() {
+  ((${#cluster_pids[@]} == 0)) || kill "${cluster_pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$cluster_dir"
+}
+trap 'stop_cluster; on_exit' EXIT
+redis_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$cluster_dir" --save '' \
+  --appendonly no >"$cluster_dir/redis.log" 2>&1 &
+cluster_pids+=($!)
+for _ in $(seq 50); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+target/debug/examples/cluster --app echo --nodes 3 --addr 127.0.0.1:0 \
+  --redis "redis://127.0.0.1:$redis_port/" >"$cluster_dir/cluster.out" 2>&1 &
+cluster_pids+=($!)
+balancer=""
+for _ in $(seq 100); do
+  balancer="$(sed -n 's|^cluster of 3 echo nodes on http://\([^/]*\)/.*|\1|p' "$cluster_dir/cluster.out")"
+  [[ -n "$balancer" ]] && break
+  sleep 0.1
+done
+[[ -n "$balancer" ]] || die "the cluster did not start: $(cat "$cluster_dir/cluster.out")"
+TIDINGS_TEST_SOCKJS_AT="$balancer" INSTA_UPDATE=no cargo test -p tidings-tests \
+  --test sockjs_http --test sockjs_static --test websocket
+stop_cluster
+cluster_pids=()
+trap on_exit EXIT
+
 # --all-targets does not include doctests.
 step "cargo test --workspace --doc"
 cargo test --workspace --doc

@@ -15,15 +15,16 @@ use std::time::Duration;
 use axum::Router;
 use tidings_tests::Server;
 use tidings_tests::http::{Connection, Framing, Request, Response};
-use tidings_tests::reference::{self, echo};
+use tidings_tests::reference::echo;
 
 // ---------------------------------------------------------------------------------------------
 // Services and helpers
 // ---------------------------------------------------------------------------------------------
 
-/// The reference services of the protocol suite.
+/// The reference services of the protocol suite: in this process, or those at
+/// `TIDINGS_TEST_SOCKJS_AT` ([`Server::sockjs_reference`]).
 async fn services() -> Server {
-    Server::start(reference::services()).await
+    Server::sockjs_reference().await
 }
 
 /// One service built by `builder`, mounted at `base`.

@@ -1,4 +1,6 @@
-//! The SockJS WebSocket and raw WebSocket transports over real sockets on 127.0.0.1.
+//! The SockJS WebSocket and raw WebSocket transports over real sockets on 127.0.0.1. The tests
+//! of the protocol suite's services run on those `Server::sockjs_reference` gives: in this
+//! process, or at `TIDINGS_TEST_SOCKJS_AT` (three nodes behind a balancer, in run-all.sh).
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ async fn echo_server(builder: tidings::Builder) -> Server {
 
 #[tokio::test]
 async fn sockjs_echo_opens_first_then_echoes_in_order() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     let mut ws = connect(&server.ws_url("/echo/000/abc/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
     send_text(&mut ws, r#"["a","b"]"#).await;
@@ -34,7 +36,7 @@ async fn sockjs_echo_opens_first_then_echoes_in_order() {
 
 #[tokio::test]
 async fn raw_echo_is_verbatim() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     let mut ws = connect(&server.ws_url("/echo/websocket")).await;
     send_text(&mut ws, "Hello world!\u{ffff}").await;
     assert_eq!(
@@ -43,18 +45,9 @@ async fn raw_echo_is_verbatim() {
     );
 }
 
-fn closing() -> Router {
-    let close = tidings_tests::builder()
-        .on_open(|channel| async move {
-            channel.close(3000, "Go away!").await.expect("close");
-        })
-        .build();
-    Router::new().nest_service("/close", close.router())
-}
-
 #[tokio::test]
 async fn sockjs_close_frame_then_websocket_close() {
-    let server = Server::start(closing()).await;
+    let server = Server::sockjs_reference().await;
     let mut ws = connect(&server.ws_url("/close/000/abc/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
     assert_eq!(
@@ -69,7 +62,7 @@ async fn sockjs_close_frame_then_websocket_close() {
 
 #[tokio::test]
 async fn raw_close_carries_code_and_reason() {
-    let server = Server::start(closing()).await;
+    let server = Server::sockjs_reference().await;
     let mut ws = connect(&server.ws_url("/close/websocket")).await;
     assert_eq!(
         next_text(&mut ws).await.as_deref(),
@@ -92,7 +85,7 @@ async fn heartbeat_after_the_configured_delay() {
 
 #[tokio::test]
 async fn empty_frames_are_ignored() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     let mut ws = connect(&server.ws_url("/echo/000/e/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
     send_text(&mut ws, "").await;
@@ -103,7 +96,7 @@ async fn empty_frames_are_ignored() {
 
 #[tokio::test]
 async fn broken_json_drops_only_that_connection() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     let mut good = connect(&server.ws_url("/echo/000/good/websocket")).await;
     assert_eq!(next_text(&mut good).await.as_deref(), Some("o"));
     for i in 0..20 {
@@ -146,7 +139,7 @@ async fn oversized_message_closes_with_1009() {
 /// Every code point SockJS escapes, and some it does not, echoed: the exact bytes are pinned.
 #[tokio::test]
 async fn unicode_escaping_bytes() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     let mut ws = connect(&server.ws_url("/echo/000/u/websocket")).await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
     let ranges = [
@@ -173,7 +166,7 @@ async fn unicode_escaping_bytes() {
 
 #[tokio::test]
 async fn wrong_method_and_bad_upgrades() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     let headers = ["allow", "content-type", "content-length"];
     let post = raw_http(server.addr, "POST /echo/000/s/websocket HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
     insta::assert_snapshot!("post_websocket", pin_response(&post, &headers));
@@ -199,7 +192,7 @@ async fn wrong_method_and_bad_upgrades() {
 
 #[tokio::test]
 async fn greeting() {
-    let server = echo_server(echo()).await;
+    let server = Server::sockjs_reference().await;
     for path in ["/echo", "/echo/"] {
         let response = raw_http(
             server.addr,
@@ -216,10 +209,10 @@ async fn greeting() {
 
 #[tokio::test]
 async fn disabled_websocket_is_404() {
-    let server = echo_server(echo().websocket(false)).await;
+    let server = Server::sockjs_reference().await;
     let response = raw_http(
         server.addr,
-        "GET /echo/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /disabled_websocket_echo/websocket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");

@@ -51,7 +51,8 @@ pub fn two_nodes() -> [tidings::Builder; 2] {
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    /// The task serving it, when this process does; `None` for a server of another process.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -64,7 +65,27 @@ impl Server {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Server { addr, task }
+        Server {
+            addr,
+            task: Some(task),
+        }
+    }
+
+    /// The reference services of the SockJS protocol's suite ([`reference::services`]), started
+    /// here; or, when `TIDINGS_TEST_SOCKJS_AT` names an address (`127.0.0.1:PORT`), the ones
+    /// served there, by another process: `tests/run-all.sh` points it at three nodes of
+    /// `examples/cluster --app echo` on Redis, behind their round-robin balancer, so the suite
+    /// runs with every request of a session on another node than the one before.
+    pub async fn sockjs_reference() -> Server {
+        match std::env::var("TIDINGS_TEST_SOCKJS_AT") {
+            Ok(addr) => Server {
+                addr: addr
+                    .parse()
+                    .unwrap_or_else(|e| panic!("TIDINGS_TEST_SOCKJS_AT={addr:?}: {e}")),
+                task: None,
+            },
+            Err(_) => Server::start(reference::services()).await,
+        }
     }
 
     /// Starts `app` on 127.0.0.1 with port 0, on `tidings`'s
@@ -79,7 +100,10 @@ impl Server {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Server { addr, task }
+        Server {
+            addr,
+            task: Some(task),
+        }
     }
 
     /// Binds 127.0.0.1 port 0 first, then starts the router that `app` builds for that
@@ -94,7 +118,10 @@ impl Server {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Server { addr, task }
+        Server {
+            addr,
+            task: Some(task),
+        }
     }
 
     /// `http://addr`, without a trailing slash.
@@ -120,7 +147,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
