@@ -1,5 +1,5 @@
 //! The chat demo (`examples/chat`) in Debian's Chromium, as people use it, and the native JS
-//! client's `persist` option across a reload:
+//! client's `persist`, close-code and network handling:
 //!
 //! - two people see each other online, write to each other alone, and a private message sent
 //!   while its recipient was away arrives on their next visit, once, with nothing older handed
@@ -8,6 +8,10 @@
 //! - a new page shows the room's last 50 messages, in order;
 //! - a page that reloads, with `persist`, resumes its session instead of starting a new one,
 //!   and receives what was published while it reloaded, once each, in order.
+//! - a server close whose code says "reconnect" (3002) gets a new session and a gap; an
+//!   application's close (4000) ends the client for good;
+//! - taken off the network, the client waits for it, and reconnects the moment the browser says
+//!   it is back, resuming its session.
 //!
 //! The chat cases build and start the chat example (`--addr 127.0.0.1:0 --heartbeat-ms 1000`,
 //! reading the address it prints) and open its page; the `persist` case serves a page of its
@@ -17,8 +21,8 @@
 //! Needs chromium and the node packages of `tests/browser`; `bash tests/run-all.sh` installs
 //! both and runs these.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,6 +32,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use tidings::store::Store;
+use tidings::{ChannelId, MemoryStore, Tidings};
 use tidings_tests::Server;
 use tidings_tests::driver::Browser;
 use tidings_tests::example::Chat;
@@ -415,6 +421,22 @@ async fn count_negotiations(
     next.run(request).await
 }
 
+/// The page of the `persist` cases, its script, and `tidings` at `/rt`, watched by `reloads`.
+fn persist_app(tidings: &Tidings, reloads: &Reloads) -> Router {
+    Router::new()
+        .route("/", get(persist_page))
+        .route("/persist_page.mjs", get(persist_script))
+        .route("/left", post(page_left))
+        // Chromium asks every origin for one; a 404 would be a misleading console error.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .with_state(reloads.clone())
+        .nest_service("/rt", tidings.router())
+        .layer(middleware::from_fn_with_state(
+            reloads.clone(),
+            count_negotiations,
+        ))
+}
+
 /// A page with `persist` gets `m0` to `m4`, then reloads; `m5` to `m9` are published after it
 /// left (its `pagehide` beacon came) and before the reloaded page's client starts (the server
 /// holds the page's script meanwhile). The reloaded page resumes the session kept in
@@ -429,19 +451,7 @@ async fn a_reload_resumes_without_losing_or_repeating_messages() {
         .build();
     let hub = tidings.hub();
     let reloads = Reloads::new();
-    let app = Router::new()
-        .route("/", get(persist_page))
-        .route("/persist_page.mjs", get(persist_script))
-        .route("/left", post(page_left))
-        // Chromium asks every origin for one; a 404 would be a misleading console error.
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .with_state(reloads.clone())
-        .nest_service("/rt", tidings.router())
-        .layer(middleware::from_fn_with_state(
-            reloads.clone(),
-            count_negotiations,
-        ));
-    let server = Server::start(app).await;
+    let server = Server::start(persist_app(&tidings, &reloads)).await;
     let publish = |from: usize, to: usize| {
         let hub = hub.clone();
         async move {
@@ -528,6 +538,146 @@ async fn a_reload_resumes_without_losing_or_repeating_messages() {
             reloads.negotiations()
         );
         case.fail("p1", why).await;
+    }
+    case.finish().await;
+}
+
+// ---- 4. Server closes that say "reconnect", and others ----
+
+/// A close whose code says "reconnect" in the close-code table (3002: the session expired under
+/// the client) makes the client start a new session, report a gap of unknown size, and carry
+/// on; an application's close (4000) ends it for good: no new session follows.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs chromium and tests/browser node packages; run bash tests/run-all.sh"]
+async fn the_client_reconnects_after_a_close_that_says_so_and_not_after_others() {
+    let mut case = Case::start("closes that say reconnect, and others").await;
+    let store = MemoryStore::new();
+    let opened: Arc<Mutex<Vec<ChannelId>>> = Arc::default();
+    let tidings = Tidings::builder()
+        .store(store.clone())
+        .heartbeat(Duration::from_secs(1))
+        .on_open({
+            let opened = opened.clone();
+            move |channel| {
+                opened.lock().expect("lock").push(channel.id());
+                async {}
+            }
+        })
+        .build();
+    let hub = tidings.hub();
+    let reloads = Reloads::new();
+    let server = Server::start(persist_app(&tidings, &reloads)).await;
+    let nth = |n: usize| opened.lock().expect("lock")[n];
+
+    case.open("p1", &format!("{}/", server.http_url())).await;
+    case = case
+        .expect("p1", "window.page?.transport", DELIVERY, "connected")
+        .await;
+    hub.broadcast("m0").await.expect("broadcast");
+    case = case
+        .expect("p1", "window.page.messages.length >= 1", DELIVERY, "m0")
+        .await;
+
+    // The session vanishes from the store (as when it expired): 3002, which says reconnect.
+    store.remove_channel(nth(0)).await.expect("remove");
+    case.note("p1", "removed the session from the store").await;
+    case = case
+        .expect("p1", "window.page.gaps.length >= 1", DELIVERY, "a gap")
+        .await;
+    // The new session exists once its `on_open` ran: what is published after, it receives.
+    let deadline = Instant::now() + DELIVERY;
+    while opened.lock().expect("lock").len() < 2 {
+        if Instant::now() > deadline {
+            case.fail("p1", "no new session".into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hub.broadcast("m1").await.expect("broadcast");
+    case = case
+        .expect("p1", "window.page.messages.includes('m1')", DELIVERY, "m1")
+        .await;
+    let state = case.eval("p1", STATE).await;
+    if state["closes"] != json!([]) || state["gaps"] != json!([null]) {
+        case.fail("p1", "want no close and one gap of unknown size".into())
+            .await;
+    }
+    if reloads.negotiations() != 2 {
+        let why = format!("{} negotiations, want 2", reloads.negotiations());
+        case.fail("p1", why).await;
+    }
+
+    // The application closes the new session with 4000: no reconnect.
+    hub.close(nth(1), 4000, "bye").await.expect("close");
+    case = case
+        .expect(
+            "p1",
+            "window.page.closes.length >= 1",
+            DELIVERY,
+            "the close",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = case.eval("p1", STATE).await;
+    if state["closes"] != json!([{"code": 4000, "reason": "bye"}]) {
+        case.fail("p1", format!("closes: {}", state["closes"]))
+            .await;
+    }
+    if reloads.negotiations() != 2 {
+        let why = format!(
+            "{} negotiations after a 4000: it reconnected",
+            reloads.negotiations()
+        );
+        case.fail("p1", why).await;
+    }
+    case.finish().await;
+}
+
+// ---- 5. Offline, then online ----
+
+/// Taken off the network, the client waits for it to come back rather than spend its
+/// attempts; when the browser says it is back (`online`), it reconnects at once, not after its
+/// backoff (which has grown meanwhile), resumes its session and gets what was published while
+/// it was away, once.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs chromium and tests/browser node packages; run bash tests/run-all.sh"]
+async fn the_client_reconnects_as_soon_as_the_network_is_back() {
+    let mut case = Case::start("offline, then online").await;
+    let tidings = Tidings::builder().heartbeat(Duration::from_secs(1)).build();
+    let hub = tidings.hub();
+    let reloads = Reloads::new();
+    let server = Server::start(persist_app(&tidings, &reloads)).await;
+
+    case.open("p1", &format!("{}/", server.http_url())).await;
+    case = case
+        .expect("p1", "window.page?.transport", DELIVERY, "connected")
+        .await;
+    hub.broadcast("m0").await.expect("broadcast");
+    case = case
+        .expect("p1", "window.page.messages.length >= 1", DELIVERY, "m0")
+        .await;
+    case.browser.offline("p1", true).await;
+    // Offline, the open WebSocket just goes silent: the client gives up on it after
+    // `silenceFactor` heartbeats (some 7 s here) and, seeing `navigator.onLine` false, waits for
+    // the network, with a fallback attempt only every `backoff.max` (30 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    hub.broadcast("m1").await.expect("broadcast");
+    case.browser.offline("p1", false).await;
+    let back = Instant::now();
+    case = case
+        .expect("p1", "window.page.messages.includes('m1')", DELIVERY, "m1")
+        .await;
+    let took = back.elapsed();
+    tokio::time::sleep(SETTLE).await;
+    let state = case.eval("p1", STATE).await;
+    if state["messages"] != json!(["m0", "m1"]) || state["gaps"] != json!([]) {
+        case.fail("p1", "want m0 and m1 once, no gap".into()).await;
+    }
+    if took > Duration::from_secs(3) {
+        let why = format!("back online, m1 took {took:?}: the client waited for its backoff");
+        case.fail("p1", why).await;
+    }
+    if reloads.negotiations() != 1 {
+        case.fail("p1", "it started a new session".into()).await;
     }
     case.finish().await;
 }

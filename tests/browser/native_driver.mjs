@@ -111,6 +111,11 @@ async function handle(cmd) {
       });
       return null;
     }
+    case 'offline':
+      // The whole browser context: `navigator.onLine` and the `online`/`offline` events follow.
+      get(cmd.page).note(`[test] network ${cmd.offline ? 'offline' : 'online'}`);
+      await context.setOffline(cmd.offline);
+      return null;
     case 'log':
       return get(cmd.page).log;
     case 'quit':

@@ -145,6 +145,13 @@ impl Browser {
         self.call(command, Duration::from_secs(5)).await;
     }
 
+    /// Takes the browser off the network (`offline`), or puts it back: `navigator.onLine` and
+    /// the pages' `online` and `offline` events follow. Noted in `page`'s log.
+    pub async fn offline(&mut self, page: &str, offline: bool) {
+        let command = json!({"cmd": "offline", "page": page, "offline": offline});
+        self.call(command, Duration::from_secs(5)).await;
+    }
+
     /// Undoes [`Browser::block`].
     pub async fn unblock(&mut self, page: &str) {
         let command = json!({"cmd": "unblock", "page": page});
