@@ -92,6 +92,16 @@ impl Case {
         self.browser.eval(page, expr).await
     }
 
+    /// Fails the case unless `reloads` saw exactly `want` negotiations (sessions) so far.
+    async fn negotiated(self, reloads: &Reloads, want: usize, when: &str) -> Case {
+        let got = reloads.negotiations();
+        if got != want {
+            let why = format!("{got} negotiations {when}, want {want}");
+            self.fail("p1", why).await;
+        }
+        self
+    }
+
     /// Adds `text` to the log of `page`, so the test's steps show among its events.
     async fn note(&mut self, page: &str, text: &str) {
         self.browser.note(page, text).await;
@@ -489,10 +499,7 @@ async fn a_reload_resumes_without_losing_or_repeating_messages() {
         );
         case.fail("p1", why).await;
     }
-    if reloads.negotiations() != 1 {
-        let why = format!("{} negotiations before the reload", reloads.negotiations());
-        case.fail("p1", why).await;
-    }
+    case = case.negotiated(&reloads, 1, "before the reload").await;
 
     // `location.reload()` from the page rather than Playwright's `page.reload()`, which waits
     // for the load event, and so for the script held back below.
@@ -532,14 +539,8 @@ async fn a_reload_resumes_without_losing_or_repeating_messages() {
         case.fail("p1", "the page reported a gap or a close".into())
             .await;
     }
-    if reloads.negotiations() != 1 {
-        let why = format!(
-            "{} negotiations: the reloaded page started a new session",
-            reloads.negotiations()
-        );
-        case.fail("p1", why).await;
-    }
-    case.finish().await;
+    let when = "after the reload (a new session would be a second)";
+    case.negotiated(&reloads, 1, when).await.finish().await;
 }
 
 // ---- 4. Server closes that say "reconnect", and others ----
@@ -601,10 +602,7 @@ async fn the_client_reconnects_after_a_close_that_says_so_and_not_after_others()
         case.fail("p1", "want no close and one gap of unknown size".into())
             .await;
     }
-    if reloads.negotiations() != 2 {
-        let why = format!("{} negotiations, want 2", reloads.negotiations());
-        case.fail("p1", why).await;
-    }
+    case = case.negotiated(&reloads, 2, "after the 3002").await;
 
     // The application closes the new session with 4000: no reconnect.
     hub.close(nth(1), 4000, "bye").await.expect("close");
@@ -622,13 +620,9 @@ async fn the_client_reconnects_after_a_close_that_says_so_and_not_after_others()
         case.fail("p1", format!("closes: {}", state["closes"]))
             .await;
     }
-    if reloads.negotiations() != 2 {
-        let why = format!(
-            "{} negotiations after a 4000: it reconnected",
-            reloads.negotiations()
-        );
-        case.fail("p1", why).await;
-    }
+    case = case
+        .negotiated(&reloads, 2, "after a 4000 (a reconnect would be a third)")
+        .await;
     case.finish().await;
 }
 
@@ -676,8 +670,8 @@ async fn the_client_reconnects_as_soon_as_the_network_is_back() {
         let why = format!("back online, m1 took {took:?}: the client waited for its backoff");
         case.fail("p1", why).await;
     }
-    if reloads.negotiations() != 1 {
-        case.fail("p1", "it started a new session".into()).await;
-    }
+    case = case
+        .negotiated(&reloads, 1, "back online (a new session would be a second)")
+        .await;
     case.finish().await;
 }
