@@ -606,3 +606,41 @@ async fn an_idle_poll_answers_a_heartbeat_after_the_poll_timeout() {
         .collect();
     assert_eq!(types, ["open", "heartbeat", "end"], "{idle:?}");
 }
+
+#[tokio::test]
+async fn quiet_polls_never_report_a_gap_however_many() {
+    // Every poll appends a takeover record to the session's private topic; with a retention of
+    // 3, a client whose position stayed before them would be told of a gap by the fifth poll.
+    let tidings = tidings_tests::builder()
+        .retention(Retention {
+            messages: 3,
+            bytes: 1 << 20,
+            age: None,
+        })
+        .heartbeat(Duration::from_millis(50))
+        .build();
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let mut pos: Option<String> = None;
+    for _ in 0..10 {
+        let frames = poll(&server, &token, pos.as_deref()).await;
+        let end = frames.last().expect("frames");
+        assert_eq!(end["type"], "end", "{frames:?}");
+        assert!(
+            end["pos"].is_string(),
+            "the end carries the position: {frames:?}"
+        );
+        assert!(
+            frames.iter().all(|f| f["type"] != "gap"),
+            "a quiet poll reported a gap: {frames:?}"
+        );
+        // The client keeps the position of the last frame that has one.
+        pos = frames
+            .iter()
+            .rev()
+            .find_map(|f| f["pos"].as_str().map(str::to_owned));
+    }
+    tidings.hub().broadcast("after").await.expect("broadcast");
+    let (texts, _) = messages(&poll(&server, &token, pos.as_deref()).await);
+    assert_eq!(texts, ["after"]);
+}

@@ -178,6 +178,17 @@ impl Reader {
         Ok(())
     }
 
+    /// Where each topic was read up to, when nothing read is still to be handed on (no
+    /// messages, gap or close waiting): what a connection that delivered everything it was
+    /// given has delivered.
+    pub(crate) fn caught_up(&self) -> Option<Vec<(Topic, Cursor)>> {
+        let idle = self.ready.is_empty()
+            && self.gap.is_none()
+            && self.closing.is_none()
+            && !self.taken_over;
+        idle.then(|| self.cursors())
+    }
+
     /// Where each topic was delivered up to.
     pub(crate) fn cursors(&self) -> Vec<(Topic, Cursor)> {
         self.follows

@@ -181,6 +181,12 @@ pub(crate) trait Protocol: Send + 'static {
     /// reached its limit, a poll is answered, another connection took the session over.
     fn end(&mut self, _out: &mut Vec<Frame>) {}
 
+    /// The reader went up to `cursors` and holds nothing undelivered: everything up to there is
+    /// this connection's client's, records of the session's own bookkeeping included (the
+    /// native protocol's takeovers), though no frame carried their position. Called before an
+    /// [`end`](Protocol::end) that answers a poll or ends a stream.
+    fn reached(&mut self, _cursors: &[(Topic, Cursor)]) {}
+
     /// The messages in one WebSocket text message from the client, each for [`receive`]. An
     /// error drops the connection without a word, and the session ends as it says (SockJS on
     /// broken JSON, as sockjs-node does).

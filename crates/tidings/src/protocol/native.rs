@@ -21,12 +21,18 @@ pub(crate) struct Native {
     /// The transport's name in the `open` frame: `websocket`, `sse`, `streaming`, `polling`.
     transport: &'static str,
     tracker: Tracker,
+    /// Whether [`Protocol::reached`] moved the tracker: `end` then carries the position.
+    reached: bool,
 }
 
 impl Native {
     /// The protocol for a connection of `transport` starting at `tracker`'s position.
     pub(crate) fn new(transport: &'static str, tracker: Tracker) -> Self {
-        Native { transport, tracker }
+        Native {
+            transport,
+            tracker,
+            reached: false,
+        }
     }
 }
 
@@ -103,9 +109,26 @@ impl Protocol for Native {
     }
 
     fn end(&mut self, out: &mut Vec<Frame>) {
-        out.push(Frame::new(axum::extract::ws::Utf8Bytes::from_static(
-            r#"{"type":"end"}"#,
-        )));
+        // With the position when the reader went past records that no frame carried (this
+        // connection's own takeover): a client that kept the last frame's position would
+        // otherwise fall behind its private topic by one record per poll, and, a retention's
+        // worth of quiet polls later, be told of a gap that hid nothing.
+        if self.reached {
+            let (mut text, pos) = with_position(&self.tracker, "end", 16);
+            text.push('}');
+            out.push(Frame::resuming(text, pos));
+        } else {
+            out.push(Frame::new(axum::extract::ws::Utf8Bytes::from_static(
+                r#"{"type":"end"}"#,
+            )));
+        }
+    }
+
+    fn reached(&mut self, cursors: &[(Topic, Cursor)]) {
+        for (topic, cursor) in cursors {
+            self.tracker.advance(topic, *cursor);
+        }
+        self.reached = true;
     }
 
     fn decode(&mut self, text: &str) -> Result<Vec<String>, Closed> {

@@ -645,6 +645,11 @@ export class Connection extends EventTarget {
         this.#save();
         break;
       case 'end': {
+        // The position past the session's own bookkeeping, when the server sends one.
+        if (typeof f.pos === 'string' && f.pos !== this.#pos) {
+          this.#pos = f.pos;
+          this.#save();
+        }
         const now = Date.now();
         const late = (h.first ?? now) - h.started > BUFFERED_MS;
         if ((a.name === 'streaming' || a.name === 'sse') && late && now - (h.first ?? now) < 50) {

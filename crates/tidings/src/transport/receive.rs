@@ -189,6 +189,9 @@ async fn poll<P: Protocol>(
             }
         }
     }
+    if let Some(cursors) = attachment.reader.caught_up() {
+        protocol.reached(&cursors);
+    }
     attachment.detach().await;
     protocol.end(&mut frames);
     framing.body(&frames)
@@ -231,6 +234,9 @@ fn stream<P: Protocol>(
             ended = matches!(wrote, Wrote::Close | Wrote::End);
         }
         if !ended {
+            if let Some(cursors) = attachment.reader.caught_up() {
+                protocol.reached(&cursors);
+            }
             attachment.detach().await;
             protocol.end(&mut frames);
             for frame in frames.drain(..) {
