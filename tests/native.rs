@@ -644,3 +644,28 @@ async fn quiet_polls_never_report_a_gap_however_many() {
     let (texts, _) = messages(&poll(&server, &token, pos.as_deref()).await);
     assert_eq!(texts, ["after"]);
 }
+
+#[tokio::test]
+async fn the_client_and_its_types_are_served_beside_the_protocol() {
+    let tidings = tidings_tests::builder().build();
+    let server = start(&tidings).await;
+    for (path, kind, declares) in [
+        (
+            "/rt/tidings.js",
+            "text/javascript",
+            "export function connect",
+        ),
+        (
+            "/rt/tidings.d.ts",
+            "application/typescript",
+            "export function connect(url: string, options?: Options): Connection;",
+        ),
+    ] {
+        let mut response = Request::get(path).send(server.addr).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let content_type = response.header("content-type").unwrap_or_default();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        let body = response.text().await;
+        assert!(body.contains(declares), "{path}");
+    }
+}

@@ -1,7 +1,11 @@
-//! Offline delivery: what is sent to a user while none of the user's channels is open goes to the
-//! next channel the user opens, on any transport and any node sharing the store, once; a second
-//! tab is not handed it again; what fell out of retention is a gap (native) or is read past
-//! (the protocols with no word for it).
+//! What a channel is handed first when it opens, on every transport.
+//!
+//! - Offline delivery: what is sent to a user while none of the user's channels is open goes to
+//!   the next channel the user opens, on any transport and any node sharing the store, once; a
+//!   second tab is not handed it again; what fell out of retention is a gap (native) or is read
+//!   past (the protocols with no word for it).
+//! - History on subscribe: a channel subscribed with the last N messages of a room gets them
+//!   first, in order, once, then what follows.
 //!
 //! Runs on the store [`tidings_tests::two_nodes`] picks: the `MemoryStore`, or Redis with
 //! `TIDINGS_TEST_STORE=redis` (two stores on one prefix: two nodes).
@@ -357,5 +361,35 @@ async fn what_fell_out_of_retention_offline_is_a_gap_or_read_past() {
         assert_eq!(tab.hear(expected.len()).await, expected, "{via:?}");
         tab.hears_nothing().await;
         tab.leave().await;
+    }
+}
+
+#[tokio::test]
+async fn history_on_subscribe_comes_first_once_on_every_transport() {
+    let room = tidings::Topic::new("room").expect("a topic name");
+    let [builder, _] = tidings_tests::two_nodes();
+    let builder = tidings_tests::with_history_on_open(builder, &room, 3);
+    let tidings = node(builder, 100);
+    let server = serve(&tidings).await;
+    let hub = tidings.hub();
+    for n in 1..=5 {
+        hub.publish(&room, format!("m{n}")).await.expect("publish");
+    }
+    let mut next = 6;
+    for via in EVERY {
+        let mut tab = Tab::open(&server, via, &format!("reader-{via:?}")).await;
+        let history = texts(next - 3..=next - 1);
+        assert_eq!(tab.hear(3).await, history, "{via:?}: the last 3");
+        hub.publish(&room, format!("m{next}"))
+            .await
+            .expect("publish");
+        assert_eq!(
+            tab.hear(1).await,
+            texts(next..=next),
+            "{via:?}: then what follows"
+        );
+        tab.hears_nothing().await;
+        tab.task.abort();
+        next += 1;
     }
 }

@@ -89,6 +89,13 @@ export TIDINGS_NODE_MODULES="$browser_dir/node_modules"
 step "browser smoke test"
 node "$browser_dir/smoke.mjs"
 
+# The browser client's TypeScript declarations describe a typical use of it, and the client
+# itself type-checks against its JSDoc.
+step "TypeScript: tidings.d.ts and tidings.js"
+"$browser_dir/node_modules/.bin/tsc" -p "$browser_dir/tsconfig.types.json"
+"$browser_dir/node_modules/.bin/tsc" --noEmit --strict --allowJs --checkJs --target es2022 \
+  --module es2022 --lib es2022,dom crates/tidings/src/routes/tidings.js
+
 step "cargo fmt --all --check"
 cargo fmt --all --check
 
