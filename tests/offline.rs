@@ -375,8 +375,8 @@ async fn history_on_subscribe_comes_first_once_on_every_transport() {
     for n in 1..=5 {
         hub.publish(&room, format!("m{n}")).await.expect("publish");
     }
-    let mut next = 6;
-    for via in EVERY {
+    // Each tab comes after one more message: its history is the 3 before it.
+    for (next, via) in (6..).zip(EVERY) {
         let mut tab = Tab::open(&server, via, &format!("reader-{via:?}")).await;
         let history = texts(next - 3..=next - 1);
         assert_eq!(tab.hear(3).await, history, "{via:?}: the last 3");
@@ -390,6 +390,5 @@ async fn history_on_subscribe_comes_first_once_on_every_transport() {
         );
         tab.hears_nothing().await;
         tab.task.abort();
-        next += 1;
     }
 }
