@@ -110,7 +110,7 @@ cargo test --workspace --all-targets -- --include-ignored
 step "transport suites on RedisStore (TIDINGS_TEST_STORE=redis)"
 TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
   --test websocket --test native --test sockjs_http --test sockjs_static --test stomp \
-  --test dead_clients --test offline
+  --test dead_clients --test offline --test client
 
 # The protocol suite's tests (the SockJS HTTP, static and WebSocket suites) once more, against
 # three nodes of examples/cluster --app echo on one redis-server, behind the cluster's

@@ -1,0 +1,302 @@
+//! `tidings-client` against real Tidings servers over real sockets on 127.0.0.1: every transport
+//! forced in turn, the restrictive proxies, a cut mid-stream, a client away past retention, a
+//! restarted client given its saved position, closes, refusals and malformed answers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use futures::StreamExt;
+use tidings::{ChannelId, Identity, Rejection, Retention, Tidings};
+use tidings_client::{Client, Connection, Error, Event, Resumption, Transport};
+use tidings_tests::Server;
+use tidings_tests::proxy::{Mode, Proxy};
+
+/// How long a test waits for an event it expects.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A service at `/rt` keeping `retention` messages, with a short heartbeat so that a silent
+/// transport is noticed soon, and small streaming responses so that streams end and resume
+/// often. Every message a client sends is broadcast; `?user=nobody` is refused. The ids of the
+/// channels opened go to `opened`.
+fn service(retention: usize, opened: &Arc<Mutex<Vec<ChannelId>>>) -> Tidings {
+    let opened = opened.clone();
+    tidings_tests::builder()
+        .retention(Retention {
+            messages: retention,
+            bytes: 1 << 20,
+            age: None,
+        })
+        .heartbeat(Duration::from_millis(500))
+        .response_limit(16 * 1024)
+        .auth(|handshake| async move {
+            match handshake.query("user").as_deref() {
+                Some("nobody") => Err(Rejection::unauthorized("not you")),
+                Some(user) => Ok(Identity::user(user)),
+                None => Ok(Identity::anonymous()),
+            }
+        })
+        .on_open(move |channel| {
+            opened.lock().expect("lock").push(channel.id());
+            async {}
+        })
+        .on_message(|channel, text| async move {
+            let _ = channel.hub().broadcast(text).await;
+        })
+        .build()
+}
+
+async fn serve(tidings: &Tidings) -> Server {
+    Server::start(Router::new().nest_service("/rt", tidings.router())).await
+}
+
+fn client(addr: std::net::SocketAddr) -> tidings_client::Builder {
+    Client::builder(&format!("http://{addr}/rt"))
+        .open_timeout(Duration::from_secs(1))
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+/// The next event, failing the test if none comes within [`WAIT`].
+async fn next(connection: &mut Connection) -> Result<Event, Error> {
+    tokio::time::timeout(WAIT, connection.next())
+        .await
+        .expect("an event in time")
+        .expect("the stream goes on")
+}
+
+/// Waits for the `Open` of `transport`, skipping others.
+async fn opened_on(connection: &mut Connection, transport: Transport) {
+    loop {
+        match next(connection).await {
+            Ok(Event::Open { transport: t }) if t == transport => return,
+            Ok(Event::Open { .. }) => {}
+            other => panic!("waiting for {transport}: {other:?}"),
+        }
+    }
+}
+
+/// The next `n` message texts, with any gap as `gap:<missed>` (opens skipped).
+async fn texts(connection: &mut Connection, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match next(connection).await {
+            Ok(Event::Message { text, .. }) => got.push(text),
+            Ok(Event::Gap { missed, .. }) => got.push(format!("gap:{missed:?}")),
+            Ok(Event::Open { .. }) => {}
+            other => panic!("after {got:?}: {other:?}"),
+        }
+    }
+    got
+}
+
+fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("m{i}")).collect()
+}
+
+async fn publish(tidings: &Tidings, range: std::ops::Range<usize>) {
+    for i in range {
+        tidings
+            .hub()
+            .broadcast(format!("m{i}"))
+            .await
+            .expect("broadcast");
+    }
+}
+
+#[tokio::test]
+async fn each_transport_delivers_a_thousand_messages_once_in_order() {
+    let opened = Arc::default();
+    let tidings = service(2000, &opened);
+    let server = serve(&tidings).await;
+    for transport in Transport::ALL {
+        let mut connection = client(server.addr)
+            .transports(&[transport])
+            .connect()
+            .expect("connect");
+        opened_on(&mut connection, transport).await;
+        let publishing = tokio::spawn({
+            let tidings = tidings.clone();
+            async move { publish(&tidings, 0..1000).await }
+        });
+        assert_eq!(
+            texts(&mut connection, 1000).await,
+            numbered(0..1000),
+            "{transport}"
+        );
+        publishing.await.expect("published");
+        connection.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn it_sends_and_receives_its_own_messages() {
+    let opened = Arc::default();
+    let tidings = service(100, &opened);
+    let server = serve(&tidings).await;
+    let mut connection = client(server.addr).connect().expect("connect");
+    connection.send("hello").await.expect("send");
+    connection.send_all(&["a", "b"]).await.expect("send all");
+    assert_eq!(texts(&mut connection, 3).await, ["hello", "a", "b"]);
+}
+
+#[tokio::test]
+async fn behind_restrictive_proxies_it_ends_on_the_transport_that_works_with_nothing_lost() {
+    let opened = Arc::default();
+    let tidings = service(2000, &opened);
+    let server = serve(&tidings).await;
+    let cases = [
+        (Mode::Pass, Transport::WebSocket),
+        (Mode::BlockUpgrade, Transport::Sse),
+        (Mode::KillWebSocket, Transport::Sse),
+        (Mode::Buffer, Transport::Polling),
+        (
+            Mode::IdleTimeout(Duration::from_secs(2)),
+            Transport::WebSocket,
+        ),
+    ];
+    let mut from = 0;
+    for (mode, expected) in cases {
+        let proxy = Proxy::start(server.addr, mode).await;
+        let mut connection = client(proxy.addr).connect().expect("connect");
+        opened_on(&mut connection, expected).await;
+        publish(&tidings, from..from + 100).await;
+        assert_eq!(
+            texts(&mut connection, 100).await,
+            numbered(from..from + 100),
+            "{mode:?}"
+        );
+        from += 100;
+    }
+}
+
+#[tokio::test]
+async fn cut_mid_stream_it_resumes_with_nothing_lost_or_repeated() {
+    let opened = Arc::default();
+    let tidings = service(2000, &opened);
+    let server = serve(&tidings).await;
+    for transport in Transport::ALL {
+        let proxy = Proxy::start(server.addr, Mode::Pass).await;
+        let mut connection = client(proxy.addr)
+            .transports(&[transport])
+            .connect()
+            .expect("connect");
+        opened_on(&mut connection, transport).await;
+        publish(&tidings, 0..100).await;
+        let mut got = texts(&mut connection, 50).await;
+        proxy.cut_all();
+        publish(&tidings, 100..200).await;
+        got.extend(texts(&mut connection, 150).await);
+        assert_eq!(got, numbered(0..200), "{transport}");
+    }
+}
+
+/// A client that got `m0` to `m4` and went away (a process that stopped): what it saved.
+async fn went_away(tidings: &Tidings, server: &Server) -> Resumption {
+    let mut first = client(server.addr).connect().expect("connect");
+    opened_on(&mut first, Transport::WebSocket).await;
+    publish(tidings, 0..5).await;
+    assert_eq!(texts(&mut first, 5).await, numbered(0..5));
+    let saved = first.resumption().expect("a session");
+    assert!(saved.position.is_some(), "{saved:?}");
+    saved
+}
+
+#[tokio::test]
+async fn a_restarted_client_resumes_from_its_saved_position() {
+    let opened = Arc::default();
+    let tidings = service(100, &opened);
+    let server = serve(&tidings).await;
+    let saved = went_away(&tidings, &server).await;
+    publish(&tidings, 5..10).await;
+    let mut second = client(server.addr)
+        .resume(saved)
+        .connect()
+        .expect("connect");
+    assert_eq!(texts(&mut second, 5).await, numbered(5..10));
+    assert_eq!(opened.lock().expect("lock").len(), 1, "the same session");
+}
+
+#[tokio::test]
+async fn a_client_away_past_retention_is_told_of_the_gap() {
+    let opened = Arc::default();
+    let tidings = service(10, &opened);
+    let server = serve(&tidings).await;
+    let saved = went_away(&tidings, &server).await;
+    publish(&tidings, 5..30).await;
+    let mut second = client(server.addr)
+        .resume(saved)
+        .connect()
+        .expect("connect");
+    let mut expected = vec!["gap:Some(15)".to_owned()];
+    expected.extend(numbered(20..30));
+    assert_eq!(texts(&mut second, 11).await, expected);
+}
+
+#[tokio::test]
+async fn a_session_closed_by_the_application_ends_the_stream() {
+    let opened = Arc::default();
+    let tidings = service(100, &opened);
+    let server = serve(&tidings).await;
+    let mut connection = client(server.addr).connect().expect("connect");
+    opened_on(&mut connection, Transport::WebSocket).await;
+    let id = opened.lock().expect("lock")[0];
+    tidings.hub().close(id, 4000, "bye").await.expect("close");
+    assert_eq!(
+        next(&mut connection).await,
+        Ok(Event::Closed {
+            code: 4000,
+            reason: "bye".into()
+        })
+    );
+    let end = tokio::time::timeout(WAIT, connection.next()).await;
+    assert_eq!(end.expect("the end in time"), None);
+    assert_eq!(connection.send("late").await, Err(Error::Closed));
+}
+
+#[tokio::test]
+async fn refusals_and_malformed_answers_are_typed_errors() {
+    let opened = Arc::default();
+    let tidings = service(100, &opened);
+    let server = serve(&tidings).await;
+    let mut refused = client(server.addr)
+        .query("user", "nobody")
+        .connect()
+        .expect("connect");
+    match next(&mut refused).await {
+        Err(Error::Refused {
+            status: 401,
+            message,
+        }) => assert!(message.contains("not you")),
+        other => panic!("{other:?}"),
+    }
+
+    // A server that negotiates, then answers polls with a frame that breaks the protocol.
+    let negotiated = r#"{"version":2,"token":"t","transports":["polling"],"heartbeat_ms":500,"poll_timeout_ms":500,"resume_ms":1000,"max_message_size":100,"response_limit":100}"#;
+    let broken = Router::new()
+        .route(
+            "/rt/native/negotiate",
+            post(move || async move { negotiated }),
+        )
+        .route(
+            "/rt/native/poll",
+            get(|| async { r#"[{"type":"open","pos":"p"},{"type":"messages","pos":"q"}]"# }),
+        );
+    let server = Server::start(broken).await;
+    let mut connection = client(server.addr).connect().expect("connect");
+    assert!(
+        matches!(next(&mut connection).await, Err(Error::Protocol(_))),
+        "a malformed frame is a protocol error"
+    );
+
+    assert!(matches!(
+        Client::builder("ftp://x/rt").connect(),
+        Err(Error::Url(_))
+    ));
+    assert!(matches!(
+        Client::builder("http://x/rt")
+            .header("bad header", "v")
+            .connect(),
+        Err(Error::Header(_))
+    ));
+}
