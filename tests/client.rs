@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tidings::{ChannelId, Identity, Rejection, Retention, Tidings};
 use tidings_client::{Client, Connection, Error, Event, Resumption, Transport};
 use tidings_tests::Server;
+use tidings_tests::example::Running;
 use tidings_tests::proxy::{Mode, Proxy};
 
 /// How long a test waits for an event it expects.
@@ -299,4 +300,38 @@ async fn refusals_and_malformed_answers_are_typed_errors() {
             .connect(),
         Err(Error::Header(_))
     ));
+}
+
+#[tokio::test]
+async fn tail_prints_each_message_on_its_own_line_until_the_close() {
+    let opened: Arc<Mutex<Vec<ChannelId>>> = Arc::default();
+    let tidings = service(100, &opened);
+    let server = serve(&tidings).await;
+    let url = format!("http://{}/rt", server.addr);
+    let args = [url.as_str(), "--transport", "sse", "--user", "ann"];
+    let mut tail = Running::start("tail", &args).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while opened.lock().expect("lock").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tail opened no session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    publish(&tidings, 0..3).await;
+    tidings
+        .hub()
+        .broadcast("two\nlines")
+        .await
+        .expect("broadcast");
+    for expected in ["m0", "m1", "m2", "two", "lines"] {
+        assert_eq!(tail.line(WAIT).await, expected);
+    }
+    let id = opened.lock().expect("lock")[0];
+    tidings.hub().close(id, 4000, "bye").await.expect("close");
+    let status = tokio::time::timeout(WAIT, tail.drain().wait())
+        .await
+        .expect("tail exits after the close")
+        .expect("its status");
+    assert!(status.success(), "{status}");
 }

@@ -709,3 +709,59 @@ async fn sockjs_a_poll_aborted_on_one_node_frees_the_session_for_the_next_node()
         "{third:?}"
     );
 }
+
+/// `tidings-client` through the balancer, on each transport that holds a connection: the node
+/// serving it is killed, and the client carries on through the others with every message once,
+/// in order.
+#[tokio::test]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn the_rust_client_survives_a_node_killed_under_it() {
+    use futures::StreamExt as _;
+    use tidings_client::{Client as RustClient, Event, Transport};
+
+    let cluster = Cluster::start("chat").await;
+    let publisher = negotiate(&cluster).await;
+    let url = format!("http://{}/rt", cluster.addr);
+    let (transport, path) = (Transport::WebSocket, "/rt/native/ws");
+    let mut connection = RustClient::builder(&url)
+        .transports(&[transport])
+        .open_timeout(Duration::from_secs(2))
+        .backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .connect()
+        .expect("connect");
+    let mut received = Vec::new();
+    let mut take = async |connection: &mut tidings_client::Connection, upto: usize| {
+        while received.len() < upto {
+            let event = tokio::time::timeout(WAIT, connection.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream goes on")
+                .expect("no error");
+            match event {
+                Event::Message { text, .. } => received.push(text),
+                Event::Open { .. } => {}
+                other => panic!("after {received:?}: {other:?}"),
+            }
+        }
+        received.clone()
+    };
+    // Opened once the balancer forwarded its upgrade.
+    let deadline = Instant::now() + WAIT;
+    while cluster.nodes_for(path).await.is_empty() {
+        assert!(Instant::now() < deadline, "the client did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish(&cluster, &publisher, 0..30).await;
+    take(&mut connection, 30).await;
+    let victim = *cluster.nodes_for(path).await.last().expect("a node");
+    cluster.stop(victim, "KILL").await;
+    publish(&cluster, &publisher, 30..60).await;
+    let got = take(&mut connection, 60).await;
+    let want: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want, "{transport} through node {victim}, killed");
+    let after: Vec<usize> = cluster.nodes_for(path).await;
+    assert!(
+        after.last().is_some_and(|n| *n != victim),
+        "reconnected through another node: {after:?}"
+    );
+}
