@@ -335,3 +335,44 @@ async fn tail_prints_each_message_on_its_own_line_until_the_close() {
         .expect("its status");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // Negotiation fails twice with 503 (a store that is down), then works; the first poll
+    // answers a message, the next ones wait.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let negotiated = r#"{"version":2,"token":"t","transports":["polling"],"heartbeat_ms":500,"poll_timeout_ms":500,"resume_ms":1000,"max_message_size":100,"response_limit":100}"#;
+    let flaky = Router::new()
+        .route(
+            "/rt/native/negotiate",
+            post(move || async move {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    let unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    return (unavailable, r#"{"error":"unavailable"}"#);
+                }
+                (axum::http::StatusCode::OK, negotiated)
+            }),
+        )
+        .route(
+            "/rt/native/poll",
+            get(move || async move {
+                if polls.fetch_add(1, Ordering::SeqCst) > 0 {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    return r#"[{"type":"open","pos":"p1"},{"type":"heartbeat"},{"type":"end"}]"#;
+                }
+                r#"[{"type":"open","pos":"p0"},{"type":"messages","pos":"p1","data":["m0"]},{"type":"end"}]"#
+            }),
+        );
+    let server = Server::start(flaky).await;
+    let mut connection = client(server.addr).connect().expect("connect");
+    assert_eq!(
+        next(&mut connection).await,
+        Ok(Event::Open {
+            transport: Transport::Polling
+        })
+    );
+    assert_eq!(texts(&mut connection, 1).await, ["m0"]);
+}
