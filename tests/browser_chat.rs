@@ -21,8 +21,8 @@
 //! Needs chromium and the node packages of `tests/browser`; `bash tests/run-all.sh` installs
 //! both and runs these.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tidings::store::Store;
-use tidings::{ChannelId, MemoryStore, Tidings};
+use tidings::{MemoryStore, Tidings};
 use tidings_tests::Server;
 use tidings_tests::driver::Browser;
 use tidings_tests::example::Chat;
@@ -553,18 +553,11 @@ async fn a_reload_resumes_without_losing_or_repeating_messages() {
 async fn the_client_reconnects_after_a_close_that_says_so_and_not_after_others() {
     let mut case = Case::start("closes that say reconnect, and others").await;
     let store = MemoryStore::new();
-    let opened: Arc<Mutex<Vec<ChannelId>>> = Arc::default();
-    let tidings = Tidings::builder()
+    let builder = Tidings::builder()
         .store(store.clone())
-        .heartbeat(Duration::from_secs(1))
-        .on_open({
-            let opened = opened.clone();
-            move |channel| {
-                opened.lock().expect("lock").push(channel.id());
-                async {}
-            }
-        })
-        .build();
+        .heartbeat(Duration::from_secs(1));
+    let (builder, opened) = tidings_tests::recording_opens(builder);
+    let tidings = builder.build();
     let hub = tidings.hub();
     let reloads = Reloads::new();
     let server = Server::start(persist_app(&tidings, &reloads)).await;

@@ -2,28 +2,27 @@
 //! forced in turn, the restrictive proxies, a cut mid-stream, a client away past retention, a
 //! restarted client given its saved position, closes, refusals and malformed answers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
 use futures::StreamExt;
-use tidings::{ChannelId, Identity, Rejection, Retention, Tidings};
+use tidings::{Identity, Rejection, Retention, Tidings};
 use tidings_client::{Client, Connection, Error, Event, Resumption, Transport};
-use tidings_tests::Server;
 use tidings_tests::example::Running;
 use tidings_tests::proxy::{Mode, Proxy};
+use tidings_tests::{Opened, Server};
 
 /// How long a test waits for an event it expects.
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A service at `/rt` keeping `retention` messages, with a short heartbeat so that a silent
 /// transport is noticed soon, and small streaming responses so that streams end and resume
-/// often. Every message a client sends is broadcast; `?user=nobody` is refused. The ids of the
-/// channels opened go to `opened`.
-fn service(retention: usize, opened: &Arc<Mutex<Vec<ChannelId>>>) -> Tidings {
-    let opened = opened.clone();
-    tidings_tests::builder()
+/// often. Every message a client sends is broadcast; `?user=nobody` is refused. With the ids of
+/// the channels it opens.
+fn service(retention: usize) -> (Tidings, Opened) {
+    let builder = tidings_tests::builder()
         .retention(Retention {
             messages: retention,
             bytes: 1 << 20,
@@ -38,14 +37,11 @@ fn service(retention: usize, opened: &Arc<Mutex<Vec<ChannelId>>>) -> Tidings {
                 None => Ok(Identity::anonymous()),
             }
         })
-        .on_open(move |channel| {
-            opened.lock().expect("lock").push(channel.id());
-            async {}
-        })
         .on_message(|channel, text| async move {
             let _ = channel.hub().broadcast(text).await;
-        })
-        .build()
+        });
+    let (builder, opened) = tidings_tests::recording_opens(builder);
+    (builder.build(), opened)
 }
 
 async fn serve(tidings: &Tidings) -> Server {
@@ -107,8 +103,7 @@ async fn publish(tidings: &Tidings, range: std::ops::Range<usize>) {
 
 #[tokio::test]
 async fn each_transport_delivers_a_thousand_messages_once_in_order() {
-    let opened = Arc::default();
-    let tidings = service(2000, &opened);
+    let (tidings, _) = service(2000);
     let server = serve(&tidings).await;
     for transport in Transport::ALL {
         let mut connection = client(server.addr)
@@ -132,8 +127,7 @@ async fn each_transport_delivers_a_thousand_messages_once_in_order() {
 
 #[tokio::test]
 async fn it_sends_and_receives_its_own_messages() {
-    let opened = Arc::default();
-    let tidings = service(100, &opened);
+    let (tidings, _) = service(100);
     let server = serve(&tidings).await;
     let mut connection = client(server.addr).connect().expect("connect");
     connection.send("hello").await.expect("send");
@@ -143,8 +137,7 @@ async fn it_sends_and_receives_its_own_messages() {
 
 #[tokio::test]
 async fn behind_restrictive_proxies_it_ends_on_the_transport_that_works_with_nothing_lost() {
-    let opened = Arc::default();
-    let tidings = service(2000, &opened);
+    let (tidings, _) = service(2000);
     let server = serve(&tidings).await;
     let cases = [
         (Mode::Pass, Transport::WebSocket),
@@ -173,8 +166,7 @@ async fn behind_restrictive_proxies_it_ends_on_the_transport_that_works_with_not
 
 #[tokio::test]
 async fn cut_mid_stream_it_resumes_with_nothing_lost_or_repeated() {
-    let opened = Arc::default();
-    let tidings = service(2000, &opened);
+    let (tidings, _) = service(2000);
     let server = serve(&tidings).await;
     for transport in Transport::ALL {
         let proxy = Proxy::start(server.addr, Mode::Pass).await;
@@ -205,8 +197,7 @@ async fn went_away(tidings: &Tidings, server: &Server) -> Resumption {
 
 #[tokio::test]
 async fn a_restarted_client_resumes_from_its_saved_position() {
-    let opened = Arc::default();
-    let tidings = service(100, &opened);
+    let (tidings, opened) = service(100);
     let server = serve(&tidings).await;
     let saved = went_away(&tidings, &server).await;
     publish(&tidings, 5..10).await;
@@ -220,8 +211,7 @@ async fn a_restarted_client_resumes_from_its_saved_position() {
 
 #[tokio::test]
 async fn a_client_away_past_retention_is_told_of_the_gap() {
-    let opened = Arc::default();
-    let tidings = service(10, &opened);
+    let (tidings, _) = service(10);
     let server = serve(&tidings).await;
     let saved = went_away(&tidings, &server).await;
     publish(&tidings, 5..30).await;
@@ -236,8 +226,7 @@ async fn a_client_away_past_retention_is_told_of_the_gap() {
 
 #[tokio::test]
 async fn a_session_closed_by_the_application_ends_the_stream() {
-    let opened = Arc::default();
-    let tidings = service(100, &opened);
+    let (tidings, opened) = service(100);
     let server = serve(&tidings).await;
     let mut connection = client(server.addr).connect().expect("connect");
     opened_on(&mut connection, Transport::WebSocket).await;
@@ -257,8 +246,7 @@ async fn a_session_closed_by_the_application_ends_the_stream() {
 
 #[tokio::test]
 async fn refusals_and_malformed_answers_are_typed_errors() {
-    let opened = Arc::default();
-    let tidings = service(100, &opened);
+    let (tidings, _) = service(100);
     let server = serve(&tidings).await;
     let mut refused = client(server.addr)
         .query("user", "nobody")
@@ -304,8 +292,7 @@ async fn refusals_and_malformed_answers_are_typed_errors() {
 
 #[tokio::test]
 async fn tail_prints_each_message_on_its_own_line_until_the_close() {
-    let opened: Arc<Mutex<Vec<ChannelId>>> = Arc::default();
-    let tidings = service(100, &opened);
+    let (tidings, opened) = service(100);
     let server = serve(&tidings).await;
     let url = format!("http://{}/rt", server.addr);
     let args = [url.as_str(), "--transport", "sse", "--user", "ann"];
@@ -375,4 +362,42 @@ async fn server_errors_are_retried_with_backoff() {
         })
     );
     assert_eq!(texts(&mut connection, 1).await, ["m0"]);
+}
+
+#[tokio::test]
+async fn a_session_the_server_lost_is_replaced_and_reported_as_a_gap() {
+    use tidings::store::Store;
+
+    let store = tidings::MemoryStore::new();
+    let builder = Tidings::builder()
+        .store(store.clone())
+        .heartbeat(Duration::from_millis(500));
+    let (builder, opened) = tidings_tests::recording_opens(builder);
+    let tidings = builder.build();
+    let server = serve(&tidings).await;
+    let mut connection = client(server.addr).connect().expect("connect");
+    opened_on(&mut connection, Transport::WebSocket).await;
+    publish(&tidings, 0..1).await;
+    assert_eq!(texts(&mut connection, 1).await, ["m0"]);
+    let before = connection.resumption().expect("a session");
+
+    // The session vanishes from the store (as when it expired): 3002, which says reconnect.
+    let first = opened.lock().expect("lock")[0];
+    store.remove_channel(first).await.expect("remove");
+    let gap = Event::Gap {
+        missed: None,
+        position: None,
+    };
+    assert_eq!(next(&mut connection).await, Ok(gap));
+    assert_eq!(
+        connection.resumption(),
+        None,
+        "nothing to resume between sessions"
+    );
+    opened_on(&mut connection, Transport::WebSocket).await;
+    publish(&tidings, 1..2).await;
+    assert_eq!(texts(&mut connection, 1).await, ["m1"]);
+    let after = connection.resumption().expect("the new session");
+    assert_ne!(after.token, before.token);
+    assert!(after.position.is_some());
 }

@@ -242,6 +242,20 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// The ids of the channels a service opened, in order: see [`recording_opens`].
+pub type Opened = std::sync::Arc<std::sync::Mutex<Vec<tidings::ChannelId>>>;
+
+/// `builder` with an `on_open` that records the id of every channel it opens, and the record.
+pub fn recording_opens(builder: tidings::Builder) -> (tidings::Builder, Opened) {
+    let opened = Opened::default();
+    let record = opened.clone();
+    let builder = builder.on_open(move |channel| {
+        record.lock().expect("lock").push(channel.id());
+        async {}
+    });
+    (builder, opened)
+}
+
 /// `builder` with an `on_open` that subscribes every new channel to `topic` with its last `last`
 /// retained messages ([`Hub::subscribe_with_history`](tidings::Hub::subscribe_with_history)).
 pub fn with_history_on_open(

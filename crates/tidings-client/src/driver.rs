@@ -44,8 +44,9 @@ enum Outcome {
         reason: String,
         reconnect: bool,
     },
-    /// The network or the server failed it; `opened` says whether it had opened.
-    Lost { opened: bool, why: String },
+    /// The network or the server failed it. `step_down`: it never opened, went silent or
+    /// arrived buffered, so the next transport is tried; otherwise it is tried again.
+    Lost { step_down: bool, why: String },
     /// The server no longer knows the session.
     UnknownSession,
     /// Nothing to retry.
@@ -152,9 +153,9 @@ impl Driver {
                         return;
                     }
                 }
-                Outcome::Lost { opened, why } => {
-                    tracing::debug!(%transport, opened, %why, "transport lost");
-                    if !opened {
+                Outcome::Lost { step_down, why } => {
+                    tracing::debug!(%transport, step_down, %why, "transport lost");
+                    if step_down {
                         self.failed.insert(transport);
                         self.fell_back.get_or_insert_with(Instant::now);
                     }
@@ -204,6 +205,8 @@ impl Driver {
     async fn replace_session(&mut self) -> bool {
         self.token = None;
         self.pos = None;
+        // The new session's first transport says `Open`, even the same transport again.
+        self.current = None;
         self.session.send_replace(None);
         let gap = Event::Gap {
             missed: None,
@@ -260,8 +263,8 @@ impl Driver {
             _ => self.options.open_timeout,
         };
         let mut frames = match timeout(open_within, target.open(transport)).await {
-            Err(_) => return lost(false, "did not open in time"),
-            Ok(Err(failure)) => return outcome(failure, false),
+            Err(_) => return lost(true, "did not open in time"),
+            Ok(Err(failure)) => return outcome(failure, true),
             Ok(Ok(frames)) => frames,
         };
         let silence = self.heartbeat * self.options.silence_factor + Duration::from_secs(1);
@@ -273,10 +276,10 @@ impl Driver {
                 Some(_) => silence,
             };
             let frame = match timeout(within, frames.next()).await {
-                Err(_) if opened_at.is_none() => return lost(false, "did not open in time"),
+                Err(_) if opened_at.is_none() => return lost(true, "did not open in time"),
                 Err(_) => return lost(true, "went silent"),
-                Ok(None) => return lost(opened_at.is_some(), "ended without a word"),
-                Ok(Some(Err(failure))) => return outcome(failure, opened_at.is_some()),
+                Ok(None) => return lost(opened_at.is_none(), "ended without a word"),
+                Ok(Some(Err(failure))) => return outcome(failure, opened_at.is_none()),
                 Ok(Some(Ok(frame))) => frame,
             };
             if opened_at.is_none() && !matches!(frame, Frame::Open { .. } | Frame::Close { .. }) {
@@ -320,7 +323,7 @@ impl Driver {
                     let first = opened_at.unwrap_or(started);
                     let streaming = matches!(transport, Transport::Sse | Transport::Streaming);
                     if streaming && first - started > BUFFERED && first.elapsed() < AT_ONCE {
-                        return lost(false, "arrived in one piece: a proxy buffers it");
+                        return lost(true, "arrived in one piece: a proxy buffers it");
                     }
                     return Outcome::Ended;
                 }
@@ -364,18 +367,19 @@ impl Driver {
     }
 }
 
-fn lost(opened: bool, why: &str) -> Outcome {
+fn lost(step_down: bool, why: &str) -> Outcome {
     Outcome::Lost {
-        opened,
+        step_down,
         why: why.to_owned(),
     }
 }
 
-fn outcome(failure: Failure, opened: bool) -> Outcome {
+/// What `failure` of a connection means; `step_down` when it had not opened.
+fn outcome(failure: Failure, step_down: bool) -> Outcome {
     match failure {
         Failure::UnknownSession => Outcome::UnknownSession,
         Failure::Fatal(error) => Outcome::Fatal(error),
-        Failure::Broken(why) => Outcome::Lost { opened, why },
+        Failure::Broken(why) => Outcome::Lost { step_down, why },
     }
 }
 

@@ -238,8 +238,10 @@ impl Builder {
         let (events_tx, events) = mpsc::channel(EVENTS);
         let resume = self.options.resume.clone();
         let (session_tx, session) = watch::channel(resume.as_ref().map(|r| r.token.clone()));
+        let token = resume.as_ref().map(|r| r.token.clone());
         let position = resume.and_then(|r| r.position);
         let query = driver::encoded_query(&self.options.query);
+        let headers = self.options.headers.clone();
         let driver = driver::Driver::new(
             http.clone(),
             base.clone(),
@@ -251,11 +253,13 @@ impl Builder {
         Ok(Connection {
             events,
             session,
+            token,
             position,
             http,
             base,
             task,
             query,
+            headers,
         })
     }
 }
@@ -268,13 +272,18 @@ const EVENTS: usize = 1024;
 #[derive(Debug)]
 pub struct Connection {
     events: mpsc::Receiver<Result<Event, Error>>,
+    /// The driver's session: its token as soon as it is negotiated, for sends.
     session: watch::Receiver<Option<String>>,
-    /// After the last batch the application took.
+    /// The session of the events the application took, and the position after the last batch
+    /// of them: what [`Connection::resumption`] gives.
+    token: Option<String>,
     position: Option<String>,
     http: reqwest::Client,
     base: Url,
     task: tokio::task::JoinHandle<()>,
     query: String,
+    /// The caller's headers, for sends and the close too.
+    headers: HeaderMap,
 }
 
 impl Connection {
@@ -289,7 +298,8 @@ impl Connection {
         let mut url = driver::endpoint(&self.base, "native/send", &self.query);
         url.query_pairs_mut().append_pair("token", &token);
         let body = serde_json::to_string(texts).map_err(|e| Error::Protocol(e.to_string()))?;
-        let response = self.http.post(url).body(body).send().await?;
+        let request = self.http.post(url).headers(self.headers.clone()).body(body);
+        let response = request.send().await?;
         transport::checked(response)
             .await
             .map(|_| ())
@@ -300,9 +310,8 @@ impl Connection {
     /// this connection: give it to [`Builder::resume`] to go on from there. `None` before the
     /// session exists.
     pub fn resumption(&self) -> Option<Resumption> {
-        let token = self.session.borrow().clone()?;
         Some(Resumption {
-            token,
+            token: self.token.clone()?,
             position: self.position.clone(),
         })
     }
@@ -316,7 +325,8 @@ impl Connection {
         self.events.close();
         let mut url = driver::endpoint(&self.base, "native/close", &self.query);
         url.query_pairs_mut().append_pair("token", &token);
-        let response = self.http.post(url).send().await?;
+        let request = self.http.post(url).headers(self.headers.clone());
+        let response = request.send().await?;
         transport::checked(response)
             .await
             .map(|_| ())
@@ -338,18 +348,26 @@ impl Stream for Connection {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.events.poll_recv(cx);
-        if let Poll::Ready(Some(Ok(
-            Event::Message {
+        match &polled {
+            Poll::Ready(Some(Ok(Event::Message {
                 position: Some(position),
                 ..
+            }))) => self.position = Some(position.clone()),
+            Poll::Ready(Some(Ok(Event::Gap {
+                position: Some(position),
+                ..
+            }))) => self.position = Some(position.clone()),
+            // The session was replaced by a new one: nothing to resume until it opens.
+            Poll::Ready(Some(Ok(Event::Gap { position: None, .. }))) => {
+                self.token = None;
+                self.position = None;
             }
-            | Event::Gap {
-                position: Some(position),
-                ..
-            },
-        ))) = &polled
-        {
-            self.position = Some(position.clone());
+            // Every session's first transport opens with an `Open` (the driver sees to it).
+            Poll::Ready(Some(Ok(Event::Open { .. }))) if self.token.is_none() => {
+                let token = self.session.borrow().clone();
+                self.token = token;
+            }
+            _ => {}
         }
         polled
     }
