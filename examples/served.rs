@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tidings::Tidings;
 use tidings::store::StoreError;
 use tokio::net::TcpListener;
@@ -44,9 +45,11 @@ impl Served {
 
     /// Serves on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully. Connections
     /// whose client stopped reading are cut ([`Tidings::listener`], with the first service's
-    /// `client_timeout`).
+    /// `client_timeout`). `GET /metrics` answers the process's metrics in Prometheus' text
+    /// format (docs/operations.md).
     pub(crate) async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let Served { router, services } = self;
+        let router = router.route("/metrics", axum::routing::get(metrics_page()));
         let first = services
             .first()
             .expect("an example serves a Tidings service");
@@ -54,6 +57,15 @@ impl Served {
             .with_graceful_shutdown(shut_down(tidings::shutdown_signal(), services))
             .await
     }
+}
+
+/// Installs the process's Prometheus recorder; the handler of `GET /metrics`, which renders
+/// what it recorded. A process serves once, so the recorder is installed once.
+fn metrics_page() -> impl Fn() -> std::future::Ready<String> + Clone + Send + Sync + 'static {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .expect("one metrics recorder per process");
+    move || std::future::ready(handle.render())
 }
 
 /// Waits for `signal`, then shuts `services` down together within [`SHUTDOWN_BOUND`].

@@ -295,6 +295,7 @@ async fn listen(
             }
             PushKind::Disconnection => {
                 tracing::warn!("lost the Redis subscription; reconnecting");
+                metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
                 tokio::spawn(revive(subscriber.clone()));
             }
             _ => {}

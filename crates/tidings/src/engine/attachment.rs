@@ -135,6 +135,19 @@ impl Attachment {
         Some(Step::Delivery(self.delivery(ready)))
     }
 
+    /// A span for what this connection logs: its channel's id and user, its protocol and
+    /// transport, so a log line can be followed to its client.
+    pub(crate) fn span(&self, protocol: &'static str, transport: &'static str) -> tracing::Span {
+        let channel = &self.session.channel;
+        tracing::info_span!(
+            "connection",
+            channel = %channel.id(),
+            user = channel.user().unwrap_or_default(),
+            protocol,
+            transport
+        )
+    }
+
     /// What the reader's answer is to this connection.
     fn delivery(&self, read: Result<Delivery, Error>) -> Delivery {
         match read {

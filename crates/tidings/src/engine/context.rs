@@ -62,6 +62,7 @@ impl Engine {
 
     /// Tells the application a channel ended.
     pub(crate) async fn closed(&self, channel: Channel, closed: Closed) {
+        crate::engine::metrics::session_closed(closed.code);
         self.hub.emit(Event::Disconnected {
             channel: channel.id(),
             user: channel.user().map(str::to_owned),

@@ -13,7 +13,7 @@ use tidings_store::{InvalidTopic, StoreError};
 pub enum Error {
     /// The session store failed or is unreachable.
     #[error("session store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A message is larger than the configured limit.
     #[error("message of {size} bytes is over the limit of {limit} bytes")]
     MessageTooLarge {
@@ -40,6 +40,14 @@ pub enum Error {
         /// The limit in force.
         limit: usize,
     },
+}
+
+impl From<StoreError> for Error {
+    /// Counted in `tidings_store_errors_total`: every store failure the engine meets passes here.
+    fn from(error: StoreError) -> Self {
+        crate::engine::metrics::store_error();
+        Error::Store(error)
+    }
 }
 
 impl Error {

@@ -96,7 +96,9 @@ impl Hub {
                 limit,
             });
         }
-        self.append(topic, Record::Message(payload)).await
+        let offset = self.append(topic, Record::Message(payload)).await?;
+        crate::engine::metrics::published();
+        Ok(offset)
     }
 
     /// Publishes to every channel.

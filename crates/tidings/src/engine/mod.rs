@@ -15,6 +15,7 @@ pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod hub;
 pub(crate) mod identity;
+pub(crate) mod metrics;
 pub(crate) mod reader;
 pub(crate) mod session;
 pub(crate) mod shutdown;

@@ -17,6 +17,7 @@ use crate::engine::context::Engine;
 use crate::engine::error::Error;
 use crate::engine::hub::Event;
 use crate::engine::identity::Identity;
+use crate::engine::metrics;
 use crate::engine::reader::Reader;
 use crate::engine::sweeper;
 
@@ -82,6 +83,7 @@ pub(crate) async fn open(
         engine.hub.clone(),
     );
     sweeper::ensure(engine);
+    metrics::session_opened();
     engine.hub.emit(Event::Connected {
         channel: id,
         user: identity.user,

@@ -152,6 +152,9 @@ impl Texts {
 /// order, each as one WebSocket message or one unit of its HTTP body. A protocol instance serves
 /// one connection (or one HTTP request) and may keep state across calls.
 pub(crate) trait Protocol: Send + 'static {
+    /// Its name in metrics: `native`, `sockjs`, `raw` or `stomp`.
+    const NAME: &'static str;
+
     /// What every connection starts with, before anything is delivered (the native protocol's
     /// `open`, with the position delivery starts from). Most protocols write nothing.
     fn start(&mut self, _out: &mut Vec<Frame>) {}

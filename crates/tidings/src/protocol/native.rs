@@ -54,6 +54,8 @@ fn with_position(
 }
 
 impl Protocol for Native {
+    const NAME: &'static str = "native";
+
     fn start(&mut self, out: &mut Vec<Frame>) {
         let (mut text, pos) = with_position(&self.tracker, "open", 48);
         text.push_str(r#","transport":""#);

@@ -10,6 +10,8 @@ use crate::engine::reader::Delivered;
 pub(crate) struct Raw;
 
 impl Protocol for Raw {
+    const NAME: &'static str = "raw";
+
     fn messages(&mut self, messages: &[Delivered], out: &mut Vec<Frame>) {
         // The text as published, shared by every recipient.
         out.extend(messages.iter().map(|m| Frame::new(Texts::text(&m.payload))));

@@ -14,6 +14,8 @@ use crate::engine::reader::Delivered;
 pub(crate) struct SockJs;
 
 impl Protocol for SockJs {
+    const NAME: &'static str = "sockjs";
+
     fn opened(&mut self, out: &mut Vec<Frame>) {
         out.push(Frame::new(Utf8Bytes::from_static(sockjs::OPEN)));
     }

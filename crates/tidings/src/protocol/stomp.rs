@@ -953,6 +953,8 @@ async fn close(session: &Session, code: CloseCode, reason: &str) -> Result<(), F
 }
 
 impl Protocol for Stomp {
+    const NAME: &'static str = "stomp";
+
     fn opened(&mut self, out: &mut Vec<Frame>) {
         if self.envelope == Envelope::SockJs {
             out.push(Frame::new(Utf8Bytes::from_static(sockjs::OPEN)));

@@ -221,6 +221,9 @@ async fn take_over(
 ) -> Result<(Attachment, Native), Response> {
     native::resume_at(&mut state, pos.unwrap_or_default())
         .map_err(|_| Failure::bad_request("malformed position").into_response())?;
+    if pos.is_some() {
+        crate::engine::metrics::resumed();
+    }
     let (session, reader) = session::take_over(&routes.engine, &state, random_id())
         .await
         .map_err(|e| Failure::from(&e).into_response())?;

@@ -53,6 +53,20 @@ const HTMLFILE_HEAD: &str = r#"<!doctype html>
 const HTMLFILE_PADDED_LEN: usize = 1027;
 
 impl Framing {
+    /// The transport's name in metrics.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Framing::Xhr => "xhr-polling",
+            Framing::XhrStreaming => "xhr-streaming",
+            Framing::EventSource => "eventsource",
+            Framing::HtmlFile(_) => "htmlfile",
+            Framing::Jsonp(_) => "jsonp-polling",
+            Framing::Ndjson => "streaming",
+            Framing::Sse => "sse",
+            Framing::JsonArray => "polling",
+        }
+    }
+
     /// Whether the response carries many steps (until the response limit), rather than one.
     pub(crate) fn streaming(&self) -> bool {
         matches!(

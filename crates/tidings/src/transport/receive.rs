@@ -17,8 +17,10 @@ use super::cors;
 use super::framing::Framing;
 use crate::engine::attachment::{Attachment, Step};
 use crate::engine::channel::Closed;
+use crate::engine::metrics::ConnectionMeter;
 use crate::engine::reader::Delivery;
 use crate::protocol::{Frame, Protocol};
+use tracing::Instrument;
 
 /// Where a receiving request finds its client, which says how long a poll may wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +54,9 @@ pub(crate) async fn respond<P: Protocol>(
             start == Start::Created,
         )
     } else {
-        Body::from(poll(attachment, protocol, &framing, start).await)
+        let span = attachment.span(P::NAME, framing.name());
+        let answer = poll(attachment, protocol, &framing, start);
+        Body::from(answer.instrument(span).await)
     };
     response(&framing, request, body)
 }
@@ -116,10 +120,11 @@ async fn write_step<P: Protocol>(
     attachment: &mut Attachment,
     protocol: &mut P,
     step: Step,
-    frames: &mut Vec<Frame>,
+    (frames, meter): (&mut Vec<Frame>, &ConnectionMeter),
 ) -> Wrote {
     let closed = match step {
         Step::Delivery(Delivery::Messages(messages)) => {
+            meter.delivered(messages.len());
             protocol.messages(&messages, frames);
             return Wrote::Step;
         }
@@ -139,6 +144,7 @@ async fn write_step<P: Protocol>(
         },
         Step::Delivery(Delivery::Gap(missed)) => {
             if protocol.gap(&missed, frames) {
+                meter.gap();
                 return Wrote::Gap;
             }
             Closed::by(CloseCode::LAGGED)
@@ -165,6 +171,7 @@ async fn poll<P: Protocol>(
     framing: &Framing,
     start: Start,
 ) -> Bytes {
+    let meter = ConnectionMeter::new(P::NAME, framing.name());
     let mut frames = Vec::new();
     protocol.start(&mut frames);
     let first = match start {
@@ -177,8 +184,8 @@ async fn poll<P: Protocol>(
     };
     if let Some(mut step) = first {
         loop {
-            match write_step(&mut attachment, &mut protocol, step, &mut frames).await {
-                Wrote::Close | Wrote::End => return framing.body(&frames),
+            match write_step(&mut attachment, &mut protocol, step, (&mut frames, &meter)).await {
+                Wrote::Close | Wrote::End => return metered(framing.body(&frames), &meter),
                 Wrote::Step => break,
                 // What the store holds after the gap already; a store read, so that a remote
                 // store (Redis) answers it too, where a zero timeout would catch nothing.
@@ -194,7 +201,13 @@ async fn poll<P: Protocol>(
     }
     attachment.detach().await;
     protocol.end(&mut frames);
-    framing.body(&frames)
+    metered(framing.body(&frames), &meter)
+}
+
+/// `body`, counted in `meter`.
+fn metered(body: Bytes, meter: &ConnectionMeter) -> Bytes {
+    meter.wrote(body.len());
+    body
 }
 
 /// A streaming response: the prelude, what the connection starts with, then frames, one per
@@ -207,10 +220,13 @@ fn stream<P: Protocol>(
     fresh: bool,
 ) -> Body {
     let limit = attachment.session.engine.config.response_limit;
+    // What it logs, it logs in the connection's span: each of its awaits runs in it.
+    let span = attachment.span(P::NAME, framing.name());
     Body::from_stream(async_stream::stream! {
         if let Some(prelude) = framing.prelude() {
             yield Ok::<_, Infallible>(prelude);
         }
+        let meter = ConnectionMeter::new(P::NAME, framing.name());
         let mut frames = Vec::new();
         protocol.start(&mut frames);
         if fresh {
@@ -223,21 +239,24 @@ fn stream<P: Protocol>(
             for frame in frames.drain(..) {
                 let chunk = framing.chunk(&frame);
                 written += chunk.len();
+                meter.wrote(chunk.len());
                 // A frame counts as delivered once hyper has taken it: as far as a server can know.
                 yield Ok(chunk);
             }
             if ended || written >= limit {
                 break;
             }
-            let step = attachment.step().await;
-            let wrote = write_step(&mut attachment, &mut protocol, step, &mut frames).await;
+            let step = attachment.step().instrument(span.clone()).await;
+            let wrote = write_step(&mut attachment, &mut protocol, step, (&mut frames, &meter))
+                .instrument(span.clone())
+                .await;
             ended = matches!(wrote, Wrote::Close | Wrote::End);
         }
         if !ended {
             if let Some(cursors) = attachment.reader.caught_up() {
                 protocol.reached(&cursors);
             }
-            attachment.detach().await;
+            attachment.detach().instrument(span.clone()).await;
             protocol.end(&mut frames);
             for frame in frames.drain(..) {
                 yield Ok(framing.chunk(&frame));

@@ -14,8 +14,10 @@ use tokio::time::Instant;
 
 use crate::engine::attachment::{Attachment, Step};
 use crate::engine::channel::Closed;
+use crate::engine::metrics::ConnectionMeter;
 use crate::engine::reader::Delivery;
 use crate::protocol::{Frame, Protocol};
+use tracing::Instrument;
 
 /// The read buffer of every WebSocket connection. tungstenite's default of 128 KiB becomes
 /// resident on every connection (its spare capacity is zero-filled on each read); clients send
@@ -66,8 +68,20 @@ fn client_close(frame: Option<CloseFrame>) -> Closed {
 }
 
 /// Serves one WebSocket connection of `attachment`'s channel in `protocol` until it ends.
-/// `fresh`: the channel was opened for this connection.
-pub(crate) async fn serve<S, E, P>(
+/// `fresh`: the channel was opened for this connection. What it logs is in the connection's
+/// span ([`Attachment::span`]).
+pub(crate) async fn serve<S, E, P>(socket: S, attachment: Attachment, protocol: P, fresh: bool)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    P: Protocol,
+{
+    let span = attachment.span(P::NAME, "websocket");
+    serve_in_span(socket, attachment, protocol, fresh)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_in_span<S, E, P>(
     mut socket: S,
     mut attachment: Attachment,
     mut protocol: P,
@@ -77,13 +91,17 @@ pub(crate) async fn serve<S, E, P>(
     P: Protocol,
 {
     let within = attachment.session.engine.config.client_timeout;
+    let meter = ConnectionMeter::new(P::NAME, "websocket");
     let mut frames = Vec::new();
     protocol.start(&mut frames);
     if fresh {
         protocol.opened(&mut frames);
     }
-    let end = match write(&mut socket, &mut frames, within).await {
-        Ok(()) => run(&mut attachment, &mut protocol, &mut socket, &mut frames).await,
+    let end = match write(&mut socket, &mut frames, within, &meter).await {
+        Ok(()) => {
+            let connection = (&mut socket, &mut frames, &meter);
+            run(&mut attachment, &mut protocol, connection).await
+        }
         Err(end) => end,
     };
     // What is written at the end is bounded as every write is: a client that stopped reading
@@ -128,7 +146,9 @@ async fn write<S: Sink<Message> + Unpin>(
     socket: &mut S,
     frames: &mut Vec<Frame>,
     within: Duration,
+    meter: &ConnectionMeter,
 ) -> Result<(), End> {
+    meter.wrote(frames.iter().map(|f| f.text().len()).sum());
     taken(within, send_all(socket, frames)).await
 }
 
@@ -147,8 +167,7 @@ async fn taken<E>(within: Duration, write: impl Future<Output = Result<(), E>>) 
 async fn run<S, E, P>(
     attachment: &mut Attachment,
     protocol: &mut P,
-    socket: &mut S,
-    frames: &mut Vec<Frame>,
+    (socket, frames, meter): (&mut S, &mut Vec<Frame>, &ConnectionMeter),
 ) -> End
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
@@ -197,11 +216,15 @@ where
             }
             step = attachment.step() => {
                 match step {
-                    Step::Delivery(Delivery::Messages(messages)) => protocol.messages(&messages, frames),
+                    Step::Delivery(Delivery::Messages(messages)) => {
+                        meter.delivered(messages.len());
+                        protocol.messages(&messages, frames);
+                    }
                     Step::Delivery(Delivery::Gap(missed)) => {
                         if !protocol.gap(&missed, frames) {
                             return End::Close(Closed::by(CloseCode::LAGGED));
                         }
+                        meter.gap();
                     }
                     Step::Delivery(Delivery::Close(closed)) => return End::Close(closed),
                     Step::Delivery(Delivery::TakenOver) => return End::Detach,
@@ -211,7 +234,7 @@ where
                         // WebSocket client answers by itself: one that does not within
                         // `client_timeout` is gone.
                         protocol.heartbeat(frames);
-                        if let Err(end) = write(socket, frames, within).await {
+                        if let Err(end) = write(socket, frames, within, meter).await {
                             return end;
                         }
                         let ping = socket.send(Message::Ping(Default::default()));
@@ -221,7 +244,7 @@ where
                         answer_by.get_or_insert(Instant::now() + within);
                     }
                 }
-                if let Err(end) = write(socket, frames, within).await {
+                if let Err(end) = write(socket, frames, within, meter).await {
                     return end;
                 }
             }

@@ -1,0 +1,147 @@
+//! The metrics of a running example, as an operator scrapes them: `GET /metrics` of the chat
+//! example after traffic on every transport finds the documented series (docs/operations.md)
+//! with the values the traffic makes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tidings_client::{Client, Event, Transport};
+use tidings_tests::example::Chat;
+use tidings_tests::http::Request;
+use tidings_tests::{connect, next_text};
+
+const WAIT: Duration = Duration::from_secs(10);
+const MESSAGES: usize = 5;
+
+/// The samples of a Prometheus text page: `name{labels}` → value.
+async fn scrape(chat: &Chat) -> BTreeMap<String, f64> {
+    let mut response = Request::get("/metrics").send(chat.addr).await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await;
+    page.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn sample(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or_else(|| {
+        panic!("no {series} in {samples:#?}");
+    })
+}
+
+fn of(name: &str, protocol: &str, transport: &str) -> String {
+    format!(r#"{name}{{protocol="{protocol}",transport="{transport}"}}"#)
+}
+
+#[tokio::test]
+async fn the_chat_example_exports_its_connections_and_deliveries() {
+    let chat = Chat::start(1000).await;
+    let url = chat.url("/rt");
+    let mut natives = Vec::new();
+    for transport in Transport::ALL {
+        let mut connection = Client::builder(&url)
+            .transports(&[transport])
+            .connect()
+            .expect("connect");
+        let opened = tokio::time::timeout(WAIT, connection.next()).await;
+        assert!(
+            matches!(opened, Ok(Some(Ok(Event::Open { .. })))),
+            "{transport}: {opened:?}"
+        );
+        natives.push(connection);
+    }
+    let mut sockjs = connect(&format!("ws://{}/rt/000/metrics/websocket", chat.addr)).await;
+    assert_eq!(next_text(&mut sockjs).await.as_deref(), Some("o"));
+    let mut raw = connect(&format!("ws://{}/rt/websocket", chat.addr)).await;
+    for i in 0..MESSAGES {
+        let mut response = Request::post("/publish")
+            .body(format!("m{i}"))
+            .send(chat.addr)
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await);
+    }
+    for connection in &mut natives {
+        let mut got = 0;
+        while got < MESSAGES {
+            let event = tokio::time::timeout(WAIT, connection.next()).await;
+            if let Ok(Some(Ok(Event::Message { .. }))) = event {
+                got += 1;
+            }
+        }
+    }
+    let mut got = 0;
+    while got < MESSAGES {
+        let frame = next_text(&mut sockjs).await.expect("a frame");
+        if let Some(array) = frame.strip_prefix('a') {
+            got += serde_json::from_str::<Vec<String>>(array)
+                .expect("a[…]")
+                .len();
+        }
+    }
+    for _ in 0..MESSAGES {
+        next_text(&mut raw).await.expect("a message");
+    }
+
+    let samples = scrape(&chat).await;
+    for (protocol, transport) in [
+        ("native", "websocket"),
+        ("native", "sse"),
+        ("native", "streaming"),
+        ("native", "polling"),
+        ("sockjs", "websocket"),
+        ("raw", "websocket"),
+    ] {
+        let delivered = sample(
+            &samples,
+            &of("tidings_messages_delivered_total", protocol, transport),
+        );
+        assert!(
+            delivered >= MESSAGES as f64,
+            "{protocol}/{transport}: {delivered}"
+        );
+        let bytes = sample(
+            &samples,
+            &of("tidings_bytes_written_total", protocol, transport),
+        );
+        assert!(bytes > 0.0, "{protocol}/{transport}: {bytes} bytes");
+        // A poll is a connection only while it waits; the others hold theirs.
+        if transport != "polling" {
+            let open = sample(&samples, &of("tidings_connections", protocol, transport));
+            assert_eq!(open, 1.0, "{protocol}/{transport} connections");
+        }
+    }
+    assert!(sample(&samples, "tidings_messages_published_total") >= MESSAGES as f64);
+    assert!(sample(&samples, "tidings_sessions_opened_total") >= 6.0);
+
+    // Once every client has gone, no connection is counted and the closes are.
+    drop(natives);
+    drop(sockjs);
+    drop(raw);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let samples = scrape(&chat).await;
+        let open: f64 = samples
+            .iter()
+            .filter(|(series, _)| series.starts_with("tidings_connections{"))
+            .map(|(_, value)| value)
+            .sum();
+        let closed: f64 = samples
+            .iter()
+            .filter(|(series, _)| series.starts_with("tidings_sessions_closed_total{"))
+            .map(|(_, value)| value)
+            .sum();
+        if open == 0.0 && closed >= 2.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} connections still counted, {closed} closes: {samples:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
