@@ -25,7 +25,8 @@ pub(crate) const OPENED: &str = "tidings_sessions_opened_total";
 pub(crate) const CLOSED: &str = "tidings_sessions_closed_total";
 /// Messages published through the hub of this node (counter).
 pub(crate) const PUBLISHED: &str = "tidings_messages_published_total";
-/// Native connections that resumed a session from a client's position (counter).
+/// Native connections (WebSocket, SSE, streaming: not polls, which always carry one) that
+/// resumed a session from a client's position (counter).
 pub(crate) const RESUMED: &str = "tidings_resumes_total";
 /// Store operations that failed (counter).
 pub(crate) const STORE_ERRORS: &str = "tidings_store_errors_total";

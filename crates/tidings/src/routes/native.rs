@@ -221,7 +221,8 @@ async fn take_over(
 ) -> Result<(Attachment, Native), Response> {
     native::resume_at(&mut state, pos.unwrap_or_default())
         .map_err(|_| Failure::bad_request("malformed position").into_response())?;
-    if pos.is_some() {
+    // A poll always comes back with its position: that is how polling goes on, not a resume.
+    if pos.is_some() && transport != "polling" {
         crate::engine::metrics::resumed();
     }
     let (session, reader) = session::take_over(&routes.engine, &state, random_id())

@@ -223,10 +223,11 @@ fn stream<P: Protocol>(
     // What it logs, it logs in the connection's span: each of its awaits runs in it.
     let span = attachment.span(P::NAME, framing.name());
     Body::from_stream(async_stream::stream! {
+        let meter = ConnectionMeter::new(P::NAME, framing.name());
         if let Some(prelude) = framing.prelude() {
+            meter.wrote(prelude.len());
             yield Ok::<_, Infallible>(prelude);
         }
-        let meter = ConnectionMeter::new(P::NAME, framing.name());
         let mut frames = Vec::new();
         protocol.start(&mut frames);
         if fresh {
@@ -259,7 +260,9 @@ fn stream<P: Protocol>(
             attachment.detach().instrument(span.clone()).await;
             protocol.end(&mut frames);
             for frame in frames.drain(..) {
-                yield Ok(framing.chunk(&frame));
+                let chunk = framing.chunk(&frame);
+                meter.wrote(chunk.len());
+                yield Ok(chunk);
             }
         }
     })
