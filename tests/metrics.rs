@@ -116,6 +116,13 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
         }
     }
     assert!(sample(&samples, "tidings_messages_published_total") >= MESSAGES as f64);
+    // Every store operation is timed; the Prometheus exporter renders a summary of each.
+    let appends = sample(
+        &samples,
+        r#"tidings_store_seconds_count{operation="append"}"#,
+    );
+    assert!(appends >= MESSAGES as f64, "{appends} appends timed");
+    assert!(samples.contains_key(r#"tidings_store_seconds_count{operation="read"}"#));
     assert!(sample(&samples, "tidings_sessions_opened_total") >= 6.0);
 
     // Once every client has gone, no connection is counted and the closes are.

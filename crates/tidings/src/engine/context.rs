@@ -10,6 +10,7 @@ use crate::engine::channel::{Channel, Closed};
 use crate::engine::config::Config;
 use crate::engine::hub::{Event, Hub};
 use crate::engine::shutdown::Shutdown;
+use crate::engine::timed::Timed;
 
 /// Runs when a channel opens.
 pub(crate) type OpenHandler = Arc<dyn Fn(Channel) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -40,6 +41,7 @@ pub(crate) struct Engine {
 
 impl Engine {
     pub(crate) fn new(config: Config, store: Arc<dyn Store>, handlers: Handlers) -> Self {
+        let store: Arc<dyn Store> = Arc::new(Timed::new(store));
         let hub = Hub::new(store, config.retention, config.offline_age);
         Engine {
             config,

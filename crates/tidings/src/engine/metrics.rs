@@ -28,6 +28,8 @@ pub(crate) const PUBLISHED: &str = "tidings_messages_published_total";
 /// Native connections (WebSocket, SSE, streaming: not polls, which always carry one) that
 /// resumed a session from a client's position (counter).
 pub(crate) const RESUMED: &str = "tidings_resumes_total";
+/// How long store operations took, in seconds (histogram; `operation`: the `Store` method).
+pub(crate) const STORE_SECONDS: &str = "tidings_store_seconds";
 /// Store operations that failed (counter).
 pub(crate) const STORE_ERRORS: &str = "tidings_store_errors_total";
 

@@ -20,3 +20,4 @@ pub(crate) mod reader;
 pub(crate) mod session;
 pub(crate) mod shutdown;
 pub(crate) mod sweeper;
+pub(crate) mod timed;
