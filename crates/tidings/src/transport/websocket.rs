@@ -70,15 +70,22 @@ fn client_close(frame: Option<CloseFrame>) -> Closed {
 /// Serves one WebSocket connection of `attachment`'s channel in `protocol` until it ends.
 /// `fresh`: the channel was opened for this connection. What it logs is in the connection's
 /// span ([`Attachment::span`]).
-pub(crate) async fn serve<S, E, P>(socket: S, attachment: Attachment, protocol: P, fresh: bool)
+///
+/// Not an `async fn`: one would keep its own copy of the socket, attachment and protocol it
+/// hands on for as long as the connection lives (an `async fn` keeps its arguments' slots),
+/// some 900 bytes per connection.
+pub(crate) fn serve<S, E, P>(
+    socket: S,
+    attachment: Attachment,
+    protocol: P,
+    fresh: bool,
+) -> impl Future<Output = ()>
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
     P: Protocol,
 {
     let span = attachment.span(P::NAME, "websocket");
-    serve_in_span(socket, attachment, protocol, fresh)
-        .instrument(span)
-        .await;
+    serve_in_span(socket, attachment, protocol, fresh).instrument(span)
 }
 
 async fn serve_in_span<S, E, P>(
