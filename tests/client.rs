@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use futures::StreamExt;
-use tidings::{Identity, Rejection, Retention, Tidings};
+use tidings::{Retention, Tidings};
 use tidings_client::{Client, Connection, Error, Event, Resumption, Transport};
 use tidings_tests::example::Running;
 use tidings_tests::proxy::{Mode, Proxy};
@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// often. Every message a client sends is broadcast; `?user=nobody` is refused. With the ids of
 /// the channels it opens.
 fn service(retention: usize) -> (Tidings, Opened) {
-    let builder = tidings_tests::builder()
+    let builder = tidings_tests::users_from_query(tidings_tests::builder())
         .retention(Retention {
             messages: retention,
             bytes: 1 << 20,
@@ -30,13 +30,6 @@ fn service(retention: usize) -> (Tidings, Opened) {
         })
         .heartbeat(Duration::from_millis(500))
         .response_limit(16 * 1024)
-        .auth(|handshake| async move {
-            match handshake.query("user").as_deref() {
-                Some("nobody") => Err(Rejection::unauthorized("not you")),
-                Some(user) => Ok(Identity::user(user)),
-                None => Ok(Identity::anonymous()),
-            }
-        })
         .on_message(|channel, text| async move {
             let _ = channel.hub().broadcast(text).await;
         });

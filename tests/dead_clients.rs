@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::Value;
 use tidings::{Retention, Tidings};
 use tidings_tests::http::Request;
-use tidings_tests::{Server, connect, next_text};
+use tidings_tests::{Server, Ws, connect, next_text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -39,13 +39,17 @@ fn service(closes: mpsc::UnboundedSender<(u16, String)>) -> Tidings {
         .build()
 }
 
-/// A WebSocket client that completes the handshake on `path` and then never reads.
-async fn stalled(server: &Server, path: &str) -> TcpStream {
-    // A small receive buffer, fixed (loopback would otherwise grow it to tens of MiB), so that
-    // the server's writes stall soon after the client stops reading.
+/// A connection to `server` with a small receive buffer, fixed (loopback would otherwise grow it
+/// to tens of MiB), so that the server's writes stall soon after the client stops reading.
+async fn small_window(server: &Server) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
-    let mut tcp = socket.connect(server.addr).await.expect("connect");
+    socket.connect(server.addr).await.expect("connect")
+}
+
+/// A WebSocket client that completes the handshake on `path` and then never reads.
+async fn stalled(server: &Server, path: &str) -> TcpStream {
+    let mut tcp = small_window(server).await;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -68,9 +72,7 @@ async fn stalled(server: &Server, path: &str) -> TcpStream {
 
 /// An HTTP client that sends a request and then never reads.
 async fn stalled_http(server: &Server, request: &Request) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
-    let mut tcp = socket.connect(server.addr).await.expect("connect");
+    let mut tcp = small_window(server).await;
     tcp.write_all(&request.to_bytes()).await.expect("request");
     tcp
 }
@@ -84,6 +86,33 @@ async fn until_closed(mut tcp: TcpStream) {
     })
     .await
     .expect("the server closed the connection");
+}
+
+/// Publishes [`flood`] while `reader` reads it: every message arrives, in order.
+async fn flood_while_reading(tidings: &Tidings, reader: &mut Ws) {
+    let publishing = tokio::spawn({
+        let tidings = tidings.clone();
+        async move { flood(&tidings).await }
+    });
+    for i in 0..MESSAGES {
+        let text = tokio::time::timeout(Duration::from_secs(10), next_text(reader))
+            .await
+            .expect("the reading client keeps receiving")
+            .expect("open");
+        assert!(text.starts_with(&format!("{i} ")), "message {i}");
+    }
+    publishing.await.expect("published");
+}
+
+/// Asserts that the native session `token` can be resumed: a poll without a position (its
+/// client read nothing) opens it.
+async fn resumes(server: &Server, token: &str) {
+    let mut poll = Request::get(&format!("/rt/native/poll?v=2&token={token}"))
+        .send(server.addr)
+        .await;
+    assert_eq!(poll.status(), 200);
+    let frames: Vec<Value> = serde_json::from_str(&poll.text().await).expect("frames");
+    assert_eq!(frames[0]["type"], "open");
 }
 
 /// Publishes `MESSAGES` messages of 64 KB, which no stalled client can take.
@@ -107,18 +136,7 @@ async fn a_websocket_client_that_stops_reading_is_let_go_and_the_others_keep_rec
     let stalled = stalled(&server, "/rt/websocket").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let publishing = tokio::spawn({
-        let tidings = tidings.clone();
-        async move { flood(&tidings).await }
-    });
-    for i in 0..MESSAGES {
-        let text = tokio::time::timeout(Duration::from_secs(10), next_text(&mut reader))
-            .await
-            .expect("the reading client keeps receiving")
-            .expect("open");
-        assert!(text.starts_with(&format!("{i} ")), "message {i}");
-    }
-    publishing.await.expect("published");
+    flood_while_reading(&tidings, &mut reader).await;
     let closed = tokio::time::timeout(Duration::from_secs(10), closes.recv())
         .await
         .expect("the stalled client is let go")
@@ -143,12 +161,7 @@ async fn a_native_client_that_stops_reading_is_let_go_and_its_session_resumes() 
         "a native session is not closed when its connection is let go"
     );
     // The client comes back, without a position (it read nothing): it resumes the session.
-    let mut poll = Request::get(&format!("/rt/native/poll?v=2&token={token}"))
-        .send(server.addr)
-        .await;
-    assert_eq!(poll.status(), 200);
-    let frames: Vec<Value> = serde_json::from_str(&poll.text().await).expect("frames");
-    assert_eq!(frames[0]["type"], "open");
+    resumes(&server, &token).await;
 }
 
 #[tokio::test]
@@ -167,18 +180,7 @@ async fn http_clients_that_stop_reading_are_let_go_and_the_others_keep_receiving
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let publishing = tokio::spawn({
-        let tidings = tidings.clone();
-        async move { flood(&tidings).await }
-    });
-    for i in 0..MESSAGES {
-        let text = tokio::time::timeout(Duration::from_secs(10), next_text(&mut reader))
-            .await
-            .expect("the reading client keeps receiving")
-            .expect("open");
-        assert!(text.starts_with(&format!("{i} ")), "message {i}");
-    }
-    publishing.await.expect("published");
+    flood_while_reading(&tidings, &mut reader).await;
     // The SockJS session ends with its connection; the native one stays, for its client to
     // resume.
     let closed = tokio::time::timeout(Duration::from_secs(10), closes.recv())
@@ -192,10 +194,5 @@ async fn http_clients_that_stop_reading_are_let_go_and_the_others_keep_receiving
     until_closed(sockjs).await;
     until_closed(native).await;
     assert!(closes.try_recv().is_err(), "the native session goes on");
-    let mut poll = Request::get(&format!("/rt/native/poll?v=2&token={token}"))
-        .send(server.addr)
-        .await;
-    assert_eq!(poll.status(), 200);
-    let frames: Vec<Value> = serde_json::from_str(&poll.text().await).expect("frames");
-    assert_eq!(frames[0]["type"], "open");
+    resumes(&server, &token).await;
 }

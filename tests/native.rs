@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use tidings::{CloseCode, Identity, Rejection, Retention, Tidings, Topic};
+use tidings::{CloseCode, Identity, Retention, Tidings, Topic};
 use tidings_tests::http::Request;
 use tidings_tests::{Server, connect, percent_encode};
 use tokio_tungstenite::tungstenite::Message;
@@ -16,20 +16,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode
 /// A chat service at `/rt`: every message is broadcast; users come from `?user=` (anonymous
 /// without it); `?user=nobody` is refused.
 fn chat(retention: usize) -> Tidings {
-    tidings_tests::builder()
+    tidings_tests::users_from_query(tidings_tests::builder())
         .retention(Retention {
             messages: retention,
             bytes: 1 << 20,
             age: None,
         })
         .max_message_size(1000)
-        .auth(|handshake| async move {
-            match handshake.query("user").as_deref() {
-                Some("nobody") => Err(Rejection::unauthorized("not you")),
-                Some(user) => Ok(Identity::user(user)),
-                None => Ok(Identity::anonymous()),
-            }
-        })
         .on_message(|channel, text| async move {
             channel.hub().broadcast(text).await.expect("broadcast");
         })

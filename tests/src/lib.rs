@@ -242,6 +242,18 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// `builder` with the auth hook the tests use: the user from `?user=` (anonymous without it),
+/// and `?user=nobody` refused with 401 "not you".
+pub fn users_from_query(builder: tidings::Builder) -> tidings::Builder {
+    builder.auth(|handshake| async move {
+        match handshake.query("user").as_deref() {
+            Some("nobody") => Err(tidings::Rejection::unauthorized("not you")),
+            Some(user) => Ok(tidings::Identity::user(user)),
+            None => Ok(tidings::Identity::anonymous()),
+        }
+    })
+}
+
 /// The ids of the channels a service opened, in order: see [`recording_opens`].
 pub type Opened = std::sync::Arc<std::sync::Mutex<Vec<tidings::ChannelId>>>;
 
