@@ -372,8 +372,8 @@ async fn lagging_subscriber_is_closed_with_3001() {
     };
     send_text(&mut ws, r#"["hold"]"#).await;
     entered.recv().await.expect("the handler runs");
-    // More than the 1024 newest records a Redis node keeps a copy of, so that the reader's
-    // cursor is behind what every store still holds.
+    // Far past the retention of 10, so that the reader's cursor is behind what every store (and
+    // a Redis node's copy of the newest records) still holds.
     for chunk in (0..1100).collect::<Vec<_>>().chunks(100) {
         let burst = chunk
             .iter()
@@ -422,4 +422,120 @@ async fn history_on_subscribe_comes_first_in_order_once() {
         want.push("new".to_owned());
         assert_eq!(got, want, "asked for {asked}");
     }
+}
+
+/// `on_messages` is handed what a client sent together, in order: a SockJS frame's messages at
+/// once, and on a raw WebSocket the messages that arrived while the handler was busy, at most 256
+/// at a time; `Hub::publish_batch` appends a batch at consecutive offsets.
+#[tokio::test]
+async fn messages_sent_together_are_handled_together() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (batches_tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
+    let held = gate.clone();
+    let tidings = tidings_tests::builder()
+        .on_messages(move |channel, texts: Vec<String>| {
+            let (held, batches_tx) = (held.clone(), batches_tx.clone());
+            async move {
+                let _ = batches_tx.send(texts.clone());
+                if texts[0] == "hold" {
+                    held.acquire().await.expect("gate").forget();
+                }
+                let offsets = channel
+                    .hub()
+                    .publish_batch(&Topic::channel(channel.id()), texts.clone())
+                    .await
+                    .expect("publish_batch");
+                assert_eq!(offsets.len(), texts.len());
+                assert!(
+                    offsets.windows(2).all(|w| w[1] == w[0].next()),
+                    "{offsets:?}"
+                );
+            }
+        })
+        .build();
+    let server = Server::start(Router::new().nest_service("/rt", tidings.router())).await;
+
+    // One SockJS frame, one batch, delivered back in order.
+    let mut ws = connect(&server.ws_url("/rt/000/batch/websocket")).await;
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
+    send_text(&mut ws, r#"["a","b","c"]"#).await;
+    assert_eq!(batches.recv().await.expect("batch"), ["a", "b", "c"]);
+    let mut echoed = Vec::new();
+    while echoed.len() < 3 {
+        let frame = next_text(&mut ws).await.expect("frame");
+        let items: Vec<String> =
+            serde_json::from_str(frame.strip_prefix('a').expect("a frame")).expect("json");
+        echoed.extend(items);
+    }
+    assert_eq!(echoed, ["a", "b", "c"]);
+
+    // Raw WebSocket messages sent while the handler is held come in batches of at most 256.
+    let mut raw = connect(&server.ws_url("/rt/websocket")).await;
+    send_text(&mut raw, "hold").await;
+    assert_eq!(batches.recv().await.expect("batch"), ["hold"]);
+    let sent: Vec<String> = (0..300).map(|n| format!("m{n}")).collect();
+    for text in &sent {
+        send_text(&mut raw, text).await;
+    }
+    // Loopback delivers them well within this; should some still be in flight, they only make
+    // one more batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.add_permits(1);
+    let mut handed = Vec::new();
+    let mut sizes = Vec::new();
+    while handed.len() < sent.len() {
+        let batch = batches.recv().await.expect("batch");
+        sizes.push(batch.len());
+        handed.extend(batch);
+    }
+    assert_eq!(handed, sent, "in order, each once");
+    assert!(sizes.iter().all(|n| *n <= 256), "{sizes:?}");
+    assert_eq!(
+        sizes[0], 256,
+        "what had arrived is handed over at once: {sizes:?}"
+    );
+    let mut delivered = Vec::new();
+    while delivered.len() < 1 + sent.len() {
+        delivered.push(next_text(&mut raw).await.expect("message"));
+    }
+    assert_eq!(delivered[0], "hold");
+    assert_eq!(delivered[1..], sent[..]);
+}
+
+/// A batch with one message over the size limit is refused whole: nothing of it is stored.
+#[tokio::test]
+async fn a_batch_with_an_oversized_message_publishes_nothing() {
+    let tidings = tidings_tests::builder()
+        .retention(Retention {
+            messages: 100,
+            bytes: 10,
+            age: None,
+        })
+        .build();
+    let hub = tidings.hub();
+    let topic = Topic::new(&format!("batch-limit-{:x}", rand::random::<u64>())).expect("topic");
+    let refused = hub
+        .publish_batch(&topic, ["ok", "far too long for ten bytes"])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(tidings::Error::MessageTooLarge {
+                size: 26,
+                limit: 10
+            })
+        ),
+        "{refused:?}"
+    );
+    let offsets = hub
+        .publish_batch(&topic, ["one", "two"])
+        .await
+        .expect("publish");
+    assert_eq!(offsets.iter().map(|o| o.0).collect::<Vec<_>>(), [1, 2]);
+    assert!(
+        hub.publish_batch(&topic, Vec::<String>::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
 }

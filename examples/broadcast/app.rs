@@ -2,7 +2,7 @@
 //! the very same service in a child process).
 
 use axum::Router;
-use tidings::{Builder, Retention, Tidings};
+use tidings::{Builder, Retention, Tidings, Topic};
 
 use crate::served::Served;
 
@@ -17,8 +17,11 @@ pub(crate) fn builder(retention: usize) -> Builder {
             age: None,
         })
         .max_lag(retention as u64)
-        .on_message(|channel, text| async move {
-            if let Err(error) = channel.hub().broadcast(text).await {
+        // What a client sent together goes out as one batch: one store operation (on Redis, one
+        // round trip) however many messages it holds.
+        .on_messages(|channel, texts| async move {
+            let everyone = Topic::broadcast();
+            if let Err(error) = channel.hub().publish_batch(&everyone, texts).await {
                 tracing::warn!(%error, "broadcast failed");
             }
         })

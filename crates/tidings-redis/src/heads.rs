@@ -2,9 +2,10 @@
 //! wakes readers, and its newest records, so that a thousand readers of one topic on this node
 //! cost one message from Redis, not a thousand reads.
 //!
-//! Every append publishes `{t: topic, e: epoch, o: offset, f: first retained, r: record}` on
-//! the prefix's `heads` channel, from inside the script that appends, so the announcements of
-//! one topic arrive in offset order. Dropping a topic (idle, or a removed channel's private
+//! Every append publishes `{t: topic, e: epoch, o: offset of the last, f: first retained, r:
+//! [records]}` on the prefix's `heads` channel, from inside the script that appends (a batch's
+//! records in one announcement, at the offsets up to `o`), so the announcements of one topic
+//! arrive in offset order and a batch wakes the readers of a node once. Dropping a topic (idle, or a removed channel's private
 //! topic) publishes `{t: topic, d: 1}`. Each node subscribes once and keeps a [`Mirror`] for
 //! every topic it watches. Pub/sub may lose announcements while the connection is down, so a
 //! mirror never trusts a run of records with a hole in it, and every head is read again from
@@ -23,18 +24,17 @@ use tokio::sync::watch;
 
 use crate::codec;
 
-/// The most records a mirror keeps per topic; readers further behind read from Redis.
-const MIRROR_RECORDS: usize = 1024;
-
 /// The mirrors of the topics this node watches.
-#[derive(Default)]
 pub(crate) struct Heads {
     topics: Mutex<HashMap<Topic, Arc<Mirror>>>,
+    /// The most records a mirror keeps; readers further behind read from Redis.
+    limit: usize,
 }
 
 pub(crate) struct Mirror {
     head: watch::Sender<Cursor>,
     log: Mutex<Log>,
+    limit: usize,
 }
 
 /// A contiguous run of a topic's newest records, as far as this node has seen them.
@@ -58,12 +58,20 @@ struct Announcement {
     #[serde(default)]
     f: Option<String>,
     #[serde(default)]
-    r: Option<String>,
+    r: Option<Vec<String>>,
     #[serde(default)]
     d: Option<u8>,
 }
 
 impl Heads {
+    /// Mirrors that keep up to `limit` records of each topic.
+    pub(crate) fn new(limit: usize) -> Self {
+        Heads {
+            topics: Mutex::default(),
+            limit: limit.max(1),
+        }
+    }
+
     /// The topic's mirror, and whether it was just made (its head is then still to be read).
     pub(crate) fn mirror(&self, topic: &Topic) -> (Arc<Mirror>, watch::Receiver<Cursor>, bool) {
         let mut topics = self.topics.lock();
@@ -77,6 +85,7 @@ impl Heads {
         let mirror = Arc::new(Mirror {
             head,
             log: Mutex::new(Log::default()),
+            limit: self.limit,
         });
         topics.insert(topic.clone(), mirror.clone());
         (mirror, rx, true)
@@ -112,12 +121,13 @@ impl Heads {
             let epoch = Epoch(codec::number(announcement.e.as_deref()?, "epoch").ok()?);
             let offset = Offset(codec::number(announcement.o.as_deref()?, "offset").ok()?);
             let first = Offset(codec::number(announcement.f.as_deref()?, "offset").ok()?);
-            let record = codec::decode_record(announcement.r.as_deref()?).ok()?;
-            Some((epoch, offset, first, record))
+            let records = announcement.r.as_deref()?.iter();
+            let records = records.map(|r| codec::decode_record(r).ok());
+            Some((epoch, offset, first, records.collect::<Option<Vec<_>>>()?))
         })();
         match parsed {
-            Some((epoch, offset, first, record)) => {
-                mirror.appended(epoch, offset, first, Some(record));
+            Some((epoch, offset, first, records)) => {
+                mirror.appended(epoch, offset, first, records);
             }
             None => tracing::warn!(topic = %topic, "unreadable announcement of an append"),
         }
@@ -156,17 +166,18 @@ impl Heads {
         }
     }
 
-    /// Takes in an append this node made (before its announcement comes back).
+    /// Takes in an append this node made (before its announcement comes back): `records` at the
+    /// offsets up to `last`.
     pub(crate) fn appended_here(
         &self,
         topic: &Topic,
         epoch: Epoch,
-        offset: Offset,
+        last: Offset,
         first: Offset,
-        record: &Record,
+        records: Vec<Record>,
     ) {
         if let Some(mirror) = self.existing(topic) {
-            mirror.appended(epoch, offset, first, Some(record.clone()));
+            mirror.appended(epoch, last, first, records);
         }
     }
 }
@@ -197,7 +208,8 @@ impl Mirror {
         self.publish(&log);
     }
 
-    fn appended(&self, epoch: Epoch, offset: Offset, first: Offset, record: Option<Record>) {
+    /// Takes in `records`, appended at the offsets up to `last`, and wakes the watchers once.
+    fn appended(&self, epoch: Epoch, last: Offset, first: Offset, records: Vec<Record>) {
         let mut log = self.log.lock();
         if log.epoch != Some(epoch) {
             *log = Log {
@@ -206,12 +218,16 @@ impl Mirror {
                 known: Offset::ZERO,
             };
         }
-        if let Some(record) = record {
-            log.add(offset, record);
+        let start = last
+            .0
+            .saturating_add(1)
+            .saturating_sub(records.len() as u64);
+        for (offset, record) in (start..).map(Offset).zip(records) {
+            log.add(offset, record, self.limit);
         }
         log.trim(first);
-        if offset > log.known {
-            log.known = offset;
+        if last > log.known {
+            log.known = last;
         }
         self.publish(&log);
     }
@@ -222,7 +238,7 @@ impl Mirror {
             return;
         }
         for (offset, record) in &batch.records {
-            log.add(*offset, record.clone());
+            log.add(*offset, record.clone(), self.limit);
         }
         if last > log.known {
             log.known = last;
@@ -281,14 +297,14 @@ impl Mirror {
 
 impl Log {
     /// Adds a record if it continues the run; a record after a hole starts a new run.
-    fn add(&mut self, offset: Offset, record: Record) {
+    fn add(&mut self, offset: Offset, record: Record, limit: usize) {
         match self.records.back() {
             Some((last, _)) if offset <= *last => return,
             Some((last, _)) if offset != last.next() => self.records.clear(),
             _ => {}
         }
         self.records.push_back((offset, record));
-        if self.records.len() > MIRROR_RECORDS {
+        if self.records.len() > limit {
             self.records.pop_front();
         }
     }
@@ -321,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_mirror_serves_what_it_holds_and_defers_the_rest() {
-        let heads = Heads::default();
+        let heads = Heads::new(1024);
         let (mirror, rx, fresh) = heads.mirror(&topic());
         assert!(fresh);
         let epoch = Epoch(7);
@@ -334,7 +350,7 @@ mod tests {
                 .is_none()
         );
         for n in 3..=5 {
-            mirror.appended(epoch, Offset(n), Offset(1), Some(message(&n.to_string())));
+            mirror.appended(epoch, Offset(n), Offset(1), vec![message(&n.to_string())]);
         }
         assert_eq!(*rx.borrow(), Cursor::new(epoch, Offset(5)));
         let batch = heads
@@ -358,13 +374,13 @@ mod tests {
 
     #[test]
     fn a_hole_in_the_announcements_is_never_served() {
-        let heads = Heads::default();
+        let heads = Heads::new(1024);
         let (mirror, _rx, _) = heads.mirror(&topic());
         let epoch = Epoch(3);
         mirror.head_read(Cursor::new(epoch, Offset(0)));
-        mirror.appended(epoch, Offset(1), Offset(1), Some(message("1")));
+        mirror.appended(epoch, Offset(1), Offset(1), vec![message("1")]);
         // 2 was lost (a reconnect); 3 arrives.
-        mirror.appended(epoch, Offset(3), Offset(1), Some(message("3")));
+        mirror.appended(epoch, Offset(3), Offset(1), vec![message("3")]);
         assert!(
             heads
                 .read(&topic(), Cursor::new(epoch, Offset(1)), 10)
@@ -378,7 +394,7 @@ mod tests {
 
     #[test]
     fn retention_announced_is_applied() {
-        let heads = Heads::default();
+        let heads = Heads::new(1024);
         let (mirror, _rx, _) = heads.mirror(&topic());
         let epoch = Epoch(3);
         mirror.head_read(Cursor::new(epoch, Offset(0)));
@@ -387,7 +403,7 @@ mod tests {
                 epoch,
                 Offset(n),
                 Offset(n.saturating_sub(1)),
-                Some(message("x")),
+                vec![message("x")],
             );
         }
         assert!(
@@ -406,8 +422,46 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_announced_lands_at_its_offsets_with_one_wake_up() {
+        let heads = Heads::new(1024);
+        let (mirror, mut rx, _) = heads.mirror(&topic());
+        mirror.head_read(Cursor::new(Epoch(3), Offset(2)));
+        rx.mark_unchanged();
+        heads.announced(br#"{"t":"room","e":"3","o":"5","f":"1","r":["ma","mb","mc"]}"#);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), Cursor::new(Epoch(3), Offset(5)));
+        let batch = heads
+            .read(&topic(), Cursor::new(Epoch(3), Offset(2)), 10)
+            .unwrap();
+        let read: Vec<(u64, Record)> = batch.records.into_iter().map(|(o, r)| (o.0, r)).collect();
+        assert_eq!(
+            read,
+            [(3, message("a")), (4, message("b")), (5, message("c"))]
+        );
+    }
+
+    #[test]
+    fn a_mirror_keeps_its_limit() {
+        let heads = Heads::new(2);
+        let (mirror, _rx, _) = heads.mirror(&topic());
+        let epoch = Epoch(3);
+        mirror.head_read(Cursor::new(epoch, Offset(0)));
+        let records = (1..=5).map(|n| message(&n.to_string())).collect();
+        mirror.appended(epoch, Offset(5), Offset(1), records);
+        assert!(
+            heads
+                .read(&topic(), Cursor::new(epoch, Offset(2)), 10)
+                .is_none()
+        );
+        let batch = heads
+            .read(&topic(), Cursor::new(epoch, Offset(3)), 10)
+            .unwrap();
+        assert_eq!(batch.records.len(), 2);
+    }
+
+    #[test]
     fn a_dropped_topic_ends_its_watchers() {
-        let heads = Heads::default();
+        let heads = Heads::new(1024);
         let (_, mut rx, _) = heads.mirror(&topic());
         heads.announced(br#"{"t":"room","d":1}"#);
         let changed = futures::executor::block_on(rx.changed());

@@ -59,14 +59,16 @@ pub use redis;
 pub struct Options {
     prefix: String,
     timeout: Duration,
+    mirror: usize,
 }
 
 impl Default for Options {
-    /// Keys under `tidings:`, and 3 s for any one store call.
+    /// Keys under `tidings:`, 3 s for any one store call, and mirrors of 16,384 records.
     fn default() -> Self {
         Options {
             prefix: "tidings:".to_owned(),
             timeout: Duration::from_secs(3),
+            mirror: 16_384,
         }
     }
 }
@@ -83,6 +85,18 @@ impl Options {
     /// [`StoreError::Unavailable`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How many of the newest records of each topic read on this node the node keeps in memory
+    /// (no more than Redis retains), from the announcements of the appends. Every reader within
+    /// that many of the head reads them from memory; one further behind reads from Redis, a
+    /// script run per read of up to 256 records, so a burst larger than this to a topic with
+    /// many readers costs Redis one read per reader per 256 records. Set it near the largest
+    /// burst a topic takes faster than its readers drain it; memory is at most this many
+    /// records per topic read here (and never more than the topic's retention).
+    pub fn mirror_records(mut self, records: usize) -> Self {
+        self.mirror = records;
         self
     }
 }
@@ -196,7 +210,7 @@ impl RedisStore {
             timeout: options.timeout,
             scripts: Arc::new(Scripts::new()),
         };
-        let heads = Arc::new(Heads::default());
+        let heads = Arc::new(Heads::new(options.mirror));
         let (tx, rx) = mpsc::unbounded_channel();
         let mut subscriber = within(
             options.timeout,
@@ -354,29 +368,21 @@ impl Store for RedisStore {
         record: Record,
         retention: Retention,
     ) -> Result<Offset, StoreError> {
-        let redis = self.redis();
-        let stored = codec::encode_record(&record)?;
-        let answer = redis
-            .run(
-                &redis.scripts.append,
-                args![
-                    topic.as_str(),
-                    stored,
-                    record.len(),
-                    retention.messages.max(1),
-                    retention.bytes,
-                    new_epoch(),
-                    retention.age.map_or(0, millis)
-                ],
-            )
-            .await?;
-        let [epoch, offset, first] = parts(answer)?;
-        let epoch = Epoch(codec::number(&codec::text(epoch)?, "epoch")?);
-        let (offset, first) = (Offset(codec::int(offset)?), Offset(codec::int(first)?));
-        self.inner
-            .heads
-            .appended_here(topic, epoch, offset, first, &record);
-        Ok(offset)
+        self.append_all(topic, vec![record], retention).await
+    }
+
+    async fn append_batch(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        retention: Retention,
+    ) -> Result<Vec<Offset>, StoreError> {
+        let count = records.len() as u64;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let last = self.append_all(topic, records, retention).await?;
+        Ok((last.0 + 1 - count..=last.0).map(Offset).collect())
     }
 
     async fn read(
@@ -607,6 +613,37 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
+    /// Appends `records` (at least one) with one script, which announces them together; returns
+    /// the offset of the last.
+    async fn append_all(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        retention: Retention,
+    ) -> Result<Offset, StoreError> {
+        let redis = self.redis();
+        let mut args = args![
+            topic.as_str(),
+            retention.messages.max(1),
+            retention.bytes,
+            new_epoch(),
+            retention.age.map_or(0, millis)
+        ];
+        args.reserve(records.len() * 2);
+        for record in &records {
+            args.push(codec::encode_record(record)?);
+            args.push(record.len().to_string());
+        }
+        let answer = redis.run(&redis.scripts.append, args).await?;
+        let [epoch, offset, first] = parts(answer)?;
+        let epoch = Epoch(codec::number(&codec::text(epoch)?, "epoch")?);
+        let (offset, first) = (Offset(codec::int(offset)?), Offset(codec::int(first)?));
+        self.inner
+            .heads
+            .appended_here(topic, epoch, offset, first, records);
+        Ok(offset)
+    }
+
     /// Counts the channels of a topic (or all of them) by user.
     async fn users(&self, what: &str, name: &str) -> Result<Presence, StoreError> {
         let redis = self.redis();

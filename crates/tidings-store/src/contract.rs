@@ -64,6 +64,7 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     expiry_spares_receiver(make()).await;
     receiver_lock(make()).await;
     concurrent_publishers(make()).await;
+    batches(make()).await;
     idle_topics(make()).await;
     aliases(make()).await;
     user_limit(make()).await;
@@ -1626,6 +1627,122 @@ pub async fn concurrent_publishers<S: Store>(store: S) {
     );
 }
 
+/// Checks batch appends: a batch takes consecutive offsets in its order, keeps what each record
+/// holds (headers included), moves the watched head to its last record, applies retention once
+/// after its last record, and no other append lands inside it, however many run at once; an
+/// empty batch appends nothing.
+pub async fn batches<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let t = topic("batches");
+    let start = head(&*store, &t).await;
+    let mut rx = watch(&*store, &t).await;
+    let first = vec![
+        message("b1"),
+        Record::Message(Payload::with_headers(
+            "b2",
+            vec![("h".to_owned(), "v".to_owned())],
+        )),
+        message("b3"),
+    ];
+    let offsets = ok(
+        store.append_batch(&t, first.clone(), ample()).await,
+        "append_batch",
+    );
+    assert_eq!(
+        offsets.iter().map(|o| o.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "[batches] a batch of 3 on a new topic must take offsets 1 to 3"
+    );
+    wait_for_head(
+        &mut rx,
+        Cursor::new(start.epoch, Offset(3)),
+        "[batches] head",
+    )
+    .await;
+    assert_eq!(append(&*store, &t, message("b4"), ample()).await, Offset(4));
+    let batch = read(&*store, &t, start, 10).await;
+    assert_eq!(
+        batch
+            .records
+            .iter()
+            .take(3)
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>(),
+        first,
+        "[batches] a batch's records must be read back as appended, headers included"
+    );
+    assert_eq!(texts(&batch), ["b1", "b2", "b3", "b4"]);
+    assert_eq!(
+        ok(
+            store.append_batch(&t, Vec::new(), ample()).await,
+            "append_batch"
+        ),
+        Vec::<Offset>::new(),
+        "[batches] an empty batch appends nothing"
+    );
+    assert_eq!(head(&*store, &t).await, Cursor::new(start.epoch, Offset(4)));
+
+    // A batch longer than retention keeps its newest records.
+    let small = Retention {
+        messages: 3,
+        bytes: 1 << 20,
+        age: None,
+    };
+    let five = (5..=9).map(|n| message(format!("b{n}"))).collect();
+    ok(store.append_batch(&t, five, small).await, "append_batch");
+    let batch = read(&*store, &t, start, 10).await;
+    assert_eq!(
+        (offsets_of(&batch), texts(&batch)),
+        (
+            vec![7, 8, 9],
+            vec!["b7".to_owned(), "b8".into(), "b9".into()]
+        ),
+        "[batches] a batch of 5 with 3 retained keeps its newest 3"
+    );
+
+    // Batches appended at once never interleave.
+    const TASKS: usize = 4;
+    const BATCHES: usize = 25;
+    const SIZE: usize = 5;
+    let t = topic("batches-concurrent");
+    let start = head(&*store, &t).await;
+    let publishers: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (store, t) = (store.clone(), t.clone());
+            tokio::spawn(async move {
+                for b in 0..BATCHES {
+                    let records = (0..SIZE)
+                        .map(|n| message(format!("{task}:{b}:{n}")))
+                        .collect();
+                    let offsets = ok(
+                        store.append_batch(&t, records, ample()).await,
+                        "append_batch",
+                    );
+                    assert!(
+                        offsets.windows(2).all(|w| w[1] == w[0].next()),
+                        "[batches] a batch's offsets must be consecutive: {offsets:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        join(publisher).await;
+    }
+    let all = read(&*store, &t, start, TASKS * BATCHES * SIZE).await;
+    assert_eq!(all.records.len(), TASKS * BATCHES * SIZE);
+    for chunk in texts(&all).chunks(SIZE) {
+        let batch = chunk[0].rsplit_once(':').map(|(b, _)| b.to_owned());
+        let expected: Vec<String> = (0..SIZE)
+            .map(|n| format!("{}:{n}", batch.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            chunk, expected,
+            "[batches] batches appended at once interleaved"
+        );
+    }
+}
+
 /// Follows `topic` the way a transport does (read, then wait on the watch when caught up) until
 /// `until`, checking every batch continues where the last ended.
 async fn follow<S: Store>(
@@ -1988,6 +2105,15 @@ mod tests {
             retention: Retention,
         ) -> Result<Offset, StoreError> {
             self.inner.append(topic, record, retention).await
+        }
+
+        async fn append_batch(
+            &self,
+            topic: &Topic,
+            records: Vec<Record>,
+            retention: Retention,
+        ) -> Result<Vec<Offset>, StoreError> {
+            self.inner.append_batch(topic, records, retention).await
         }
 
         async fn read(

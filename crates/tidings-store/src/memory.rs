@@ -236,29 +236,31 @@ impl MemoryStore {
         }
         self.inner.topics.write().remove(&Topic::channel(id));
     }
-}
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn append(
+    /// Appends `records` (at least one) under one lock and wakes the watchers once: the offsets
+    /// of the first and the last.
+    fn append_all(
         &self,
         topic: &Topic,
-        record: Record,
+        records: impl IntoIterator<Item = Record>,
         retention: Retention,
-    ) -> Result<Offset, StoreError> {
+    ) -> (Offset, Offset) {
         let topic_log = self.topic(topic);
-        let head = {
+        let (first, head) = {
             let mut log = topic_log.log.write();
-            let offset = log.last.next();
+            let first = log.last.next();
             let now = Instant::now();
-            log.last = offset;
+            for record in records {
+                let offset = log.last.next();
+                log.last = offset;
+                log.bytes += record.len();
+                log.records.push_back((offset, record, now));
+            }
             log.touched = now;
             log.age = retention.age;
-            log.bytes += record.len();
-            log.records.push_back((offset, record, now));
             log.trim(retention.messages, retention.bytes);
             log.drop_aged(now);
-            Cursor::new(log.epoch, offset)
+            (first, Cursor::new(log.epoch, log.last))
         };
         // Concurrent appends reach this point in any order once the log lock is released: only
         // move the head forward, or a late older append would hide a newer record from watchers.
@@ -269,7 +271,33 @@ impl Store for MemoryStore {
             }
             newer
         });
-        Ok(head.offset)
+        (first, head.offset)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn append(
+        &self,
+        topic: &Topic,
+        record: Record,
+        retention: Retention,
+    ) -> Result<Offset, StoreError> {
+        let (_, last) = self.append_all(topic, std::iter::once(record), retention);
+        Ok(last)
+    }
+
+    async fn append_batch(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        retention: Retention,
+    ) -> Result<Vec<Offset>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (first, last) = self.append_all(topic, records, retention);
+        Ok((first.0..=last.0).map(Offset).collect())
     }
 
     async fn read(

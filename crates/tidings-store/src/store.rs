@@ -166,6 +166,18 @@ pub trait Store: Send + Sync + 'static {
         retention: Retention,
     ) -> Result<Offset, StoreError>;
 
+    /// Appends `records` to `topic` in one step and returns their offsets, which are
+    /// consecutive: no other append lands between them, retention is applied once, after the
+    /// last (a batch longer than `retention` keeps its newest records), and watchers are woken
+    /// once, for the whole batch. An empty batch appends nothing. One store operation, so that
+    /// a store with round trips makes one for the batch.
+    async fn append_batch(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        retention: Retention,
+    ) -> Result<Vec<Offset>, StoreError>;
+
     /// Reads up to `max` records after `cursor`.
     async fn read(
         &self,

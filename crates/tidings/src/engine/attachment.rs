@@ -375,6 +375,14 @@ mod tests {
         async fn append(&self, t: &Topic, r: Record, k: Retention) -> Result<Offset, StoreError> {
             self.inner.append(t, r, k).await
         }
+        async fn append_batch(
+            &self,
+            t: &Topic,
+            r: Vec<Record>,
+            k: Retention,
+        ) -> Result<Vec<Offset>, StoreError> {
+            self.inner.append_batch(t, r, k).await
+        }
         async fn read(&self, t: &Topic, c: Cursor, max: usize) -> Result<ReadBatch, StoreError> {
             self.inner.read(t, c, max).await
         }

@@ -14,9 +14,14 @@ use crate::engine::timed::Timed;
 
 /// Runs when a channel opens.
 pub(crate) type OpenHandler = Arc<dyn Fn(Channel) -> BoxFuture<'static, ()> + Send + Sync>;
-/// Runs for every message a client sends.
-pub(crate) type MessageHandler =
-    Arc<dyn Fn(Channel, String) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Runs for the messages a client sends: one at a time, or every message that arrived together.
+#[derive(Clone)]
+pub(crate) enum MessageHandler {
+    /// [`Builder::on_message`](crate::Builder::on_message).
+    Each(Arc<dyn Fn(Channel, String) -> BoxFuture<'static, ()> + Send + Sync>),
+    /// [`Builder::on_messages`](crate::Builder::on_messages).
+    Batch(Arc<dyn Fn(Channel, Vec<String>) -> BoxFuture<'static, ()> + Send + Sync>),
+}
 /// Runs once when a channel has closed.
 pub(crate) type CloseHandler = Arc<dyn Fn(Channel, Closed) -> BoxFuture<'static, ()> + Send + Sync>;
 
@@ -90,11 +95,11 @@ pub(crate) mod testing {
 
     /// Handlers that send every message back to the channel it came from.
     pub(crate) fn echo() -> Handlers {
-        let message: MessageHandler = Arc::new(|channel, text| {
+        let message = MessageHandler::Each(Arc::new(|channel, text| {
             Box::pin(async move {
                 channel.send(text).await.expect("echo");
             })
-        });
+        }));
         Handlers {
             message: Some(message),
             ..Handlers::default()

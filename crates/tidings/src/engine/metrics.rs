@@ -88,8 +88,8 @@ pub(crate) fn session_closed(code: CloseCode) {
 }
 
 /// A message was published.
-pub(crate) fn published() {
-    counter!(PUBLISHED).increment(1);
+pub(crate) fn published(messages: usize) {
+    counter!(PUBLISHED).increment(messages as u64);
 }
 
 /// A native connection resumed a session from its client's position.

@@ -13,7 +13,7 @@ use tidings_core::ids::Id128;
 use tidings_store::{Alias, ChannelId, ChannelState, Control, Creation, Record, StoreError, Topic};
 
 use crate::engine::channel::{Channel, Closed};
-use crate::engine::context::Engine;
+use crate::engine::context::{Engine, MessageHandler};
 use crate::engine::error::Error;
 use crate::engine::hub::Event;
 use crate::engine::identity::Identity;
@@ -140,11 +140,20 @@ impl Session {
         }
     }
 
-    /// Hands one client message to `on_message` and waits for it, so messages of one channel
-    /// are handled in order.
-    pub(crate) async fn incoming(&self, text: String) {
-        if let Some(on_message) = &self.engine.handlers.message {
-            on_message(self.channel.clone(), text).await;
+    /// Hands messages the client sent together to the application (`on_message` one at a time,
+    /// or `on_messages` all at once) and waits for it, so messages of one channel are handled
+    /// in order.
+    pub(crate) async fn incoming(&self, messages: Vec<String>) {
+        match &self.engine.handlers.message {
+            Some(MessageHandler::Each(on_message)) => {
+                for text in messages {
+                    on_message(self.channel.clone(), text).await;
+                }
+            }
+            Some(MessageHandler::Batch(on_messages)) => {
+                on_messages(self.channel.clone(), messages).await;
+            }
+            None => {}
         }
     }
 

@@ -43,6 +43,7 @@ macro_rules! timers {
 
 timers!(
     append,
+    append_batch,
     read,
     watch,
     create_channel,
@@ -101,6 +102,16 @@ impl Store for Timed {
     ) -> Result<Offset, StoreError> {
         let operation = self.inner.append(topic, record, retention);
         timed(&self.timers().append, operation).await
+    }
+
+    async fn append_batch(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        retention: Retention,
+    ) -> Result<Vec<Offset>, StoreError> {
+        let operation = self.inner.append_batch(topic, records, retention);
+        timed(&self.timers().append_batch, operation).await
     }
 
     async fn read(

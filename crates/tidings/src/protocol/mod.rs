@@ -190,20 +190,25 @@ pub(crate) trait Protocol: Send + 'static {
     /// [`end`](Protocol::end) that answers a poll or ends a stream.
     fn reached(&mut self, _cursors: &[(Topic, Cursor)]) {}
 
-    /// The messages in one WebSocket text message from the client, each for [`receive`]. An
+    /// The messages in one WebSocket text message from the client, for [`receive`]. An
     /// error drops the connection without a word, and the session ends as it says (SockJS on
     /// broken JSON, as sockjs-node does).
     ///
     /// [`receive`]: Protocol::receive
     fn decode(&mut self, text: &str) -> Result<Vec<String>, Closed>;
 
-    /// Acts on one message the client sent (from [`decode`](Protocol::decode), or from an HTTP
-    /// send's body). By default it is an application message, for `on_message`. A protocol that
-    /// answers its client (STOMP) sends its answers through the channel
-    /// ([`Session::reply`]), never straight to a connection: the message may have reached
-    /// another node than the one the client receives on.
-    fn receive(&mut self, session: &Session, message: String) -> impl Future<Output = ()> + Send {
-        session.incoming(message)
+    /// Acts on messages the client sent together, in order (from [`decode`](Protocol::decode)
+    /// of the WebSocket messages at hand, or from an HTTP send's body). By default they are
+    /// application messages, for `on_message` or `on_messages`. A protocol that answers its
+    /// client (STOMP) sends its answers through the channel ([`Session::reply`]), never straight
+    /// to a connection: the message may have reached another node than the one the client
+    /// receives on.
+    fn receive(
+        &mut self,
+        session: &Session,
+        messages: Vec<String>,
+    ) -> impl Future<Output = ()> + Send {
+        session.incoming(messages)
     }
 
     /// How long the client may stay silent on a WebSocket before the transport closes the

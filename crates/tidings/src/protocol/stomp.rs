@@ -685,6 +685,46 @@ impl Stomp {
             tracing::warn!(channel = %session.channel.id(), "could not answer a bad STOMP frame");
         }
     }
+
+    /// Acts on one SockJS or WebSocket message: the frames (and heart-beats) it holds.
+    async fn receive_one(&mut self, session: &Session, message: String) {
+        if self.failed {
+            return;
+        }
+        if let Err(error) = self.decoder.push(message.as_bytes()) {
+            return self
+                .fail(session, Fault::new(error.to_string(), None))
+                .await;
+        }
+        loop {
+            match self.decoder.next_item() {
+                // Each SockJS message holds whole frames: the rest of one could be in an HTTP
+                // send that another request (or node) reads.
+                Ok(None) if self.envelope == Envelope::SockJs && self.decoder.is_partial() => {
+                    let fault = Fault::new(
+                        "a STOMP frame must be whole within one SockJS message",
+                        None,
+                    );
+                    return self.fail(session, fault).await;
+                }
+                Ok(None) => return,
+                Ok(Some(Item::Heartbeat)) => {}
+                Ok(Some(Item::Frame(frame))) => {
+                    if let Err(fault) = self.handle(session, frame).await {
+                        return self.fail(session, fault).await;
+                    }
+                    if self.failed {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    return self
+                        .fail(session, Fault::new(error.to_string(), None))
+                        .await;
+                }
+            }
+        }
+    }
 }
 
 /// The most bytes of frames joined into one WebSocket message ([`StompConfig::join_frames`]):
@@ -1036,42 +1076,9 @@ impl Protocol for Stomp {
         }
     }
 
-    async fn receive(&mut self, session: &Session, message: String) {
-        if self.failed {
-            return;
-        }
-        if let Err(error) = self.decoder.push(message.as_bytes()) {
-            return self
-                .fail(session, Fault::new(error.to_string(), None))
-                .await;
-        }
-        loop {
-            match self.decoder.next_item() {
-                // Each SockJS message holds whole frames: the rest of one could be in an HTTP
-                // send that another request (or node) reads.
-                Ok(None) if self.envelope == Envelope::SockJs && self.decoder.is_partial() => {
-                    let fault = Fault::new(
-                        "a STOMP frame must be whole within one SockJS message",
-                        None,
-                    );
-                    return self.fail(session, fault).await;
-                }
-                Ok(None) => return,
-                Ok(Some(Item::Heartbeat)) => {}
-                Ok(Some(Item::Frame(frame))) => {
-                    if let Err(fault) = self.handle(session, frame).await {
-                        return self.fail(session, fault).await;
-                    }
-                    if self.failed {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    return self
-                        .fail(session, Fault::new(error.to_string(), None))
-                        .await;
-                }
-            }
+    async fn receive(&mut self, session: &Session, messages: Vec<String>) {
+        for message in messages {
+            self.receive_one(session, message).await;
         }
     }
 

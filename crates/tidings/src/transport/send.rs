@@ -1,7 +1,7 @@
 //! Messages a client sends over HTTP (SockJS `xhr_send` and `jsonp_send`, the native `send`):
 //! one path for every protocol. The body is read with a limit, decoded by its format into
-//! messages, each checked against the size limit, and handed to `on_message` in order, awaited,
-//! as on a WebSocket.
+//! messages, each checked against the size limit, and handed to the application together, in
+//! order, awaited, as on a WebSocket.
 //!
 //! A send never creates a session; finding it (and checking who may use it) is the route's.
 
@@ -48,8 +48,8 @@ pub(crate) fn body_limit(max: usize) -> usize {
     max.saturating_mul(6).saturating_add(4096)
 }
 
-/// Reads the send `body` (with the request's `headers`) in `format`, and hands each message to
-/// `protocol` (by default, to the application) as a message of the channel `state`, in order. A closed channel takes no more
+/// Reads the send `body` (with the request's `headers`) in `format`, and hands its messages to
+/// `protocol` (by default, to the application) as messages of the channel `state`, in order. A closed channel takes no more
 /// messages, but the client is not at fault: the send succeeds, and what it held goes nowhere.
 pub(crate) async fn deliver(
     engine: &Arc<Engine>,
@@ -75,11 +75,9 @@ pub(crate) async fn deliver(
             limit: max,
         }));
     }
-    if state.closed.is_none() {
+    if state.closed.is_none() && !messages.is_empty() {
         let session = Session::of(engine, state);
-        for message in messages {
-            protocol.receive(&session, message).await;
-        }
+        protocol.receive(&session, messages).await;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! tests without a socket.
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use std::time::Duration;
 use tidings_core::CloseCode;
 
@@ -195,30 +195,14 @@ where
                 return ending(attachment, Closed::new(CloseCode::TIMEOUT, "Client stopped answering pings"));
             }
             incoming = socket.next() => {
-                // Anything the client sends answers the ping; only what it sends of its own
-                // (not the pongs its WebSocket layer answers by itself) keeps a protocol's
-                // heart-beats going.
+                // Anything the client sends answers the ping.
                 answer_by = None;
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        heard = Instant::now();
-                        text
-                    }
-                    Some(Ok(Message::Close(frame))) => return End::ClientClosed(client_close(frame)),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Binary(_))) => return End::Close(Closed::new(CloseCode::INVALID_PAYLOAD, "Binary messages are not supported")),
-                    Some(Err(_)) | None => return End::Gone(Closed::by(CloseCode::INTERRUPTED)),
-                };
-                if text.len() > max {
-                    return End::Close(Closed::by(CloseCode::TOO_BIG));
+                let (messages, end) = take_incoming(incoming, socket, protocol, (max, &mut heard));
+                if !messages.is_empty() {
+                    protocol.receive(&attachment.session, messages).await;
                 }
-                match protocol.decode(&text) {
-                    Ok(messages) => {
-                        for message in messages {
-                            protocol.receive(&attachment.session, message).await;
-                        }
-                    }
-                    Err(closed) => return End::Gone(closed),
+                if let Some(end) = end {
+                    return end;
                 }
             }
             step = attachment.step() => {
@@ -255,6 +239,69 @@ where
                     return end;
                 }
             }
+        }
+    }
+}
+
+/// The most client messages handed to the application at once.
+const BATCH_MESSAGES: usize = 256;
+
+/// The messages of `first` and of the WebSocket messages already received after it (up to
+/// [`BATCH_MESSAGES`]), decoded by `protocol`, to be handed over together; and how the
+/// connection ends, if one of them ends it (after the messages before it are handed over).
+/// Only what the client sends of its own (not the pongs its WebSocket layer answers by itself)
+/// moves `heard`, which keeps a protocol's heart-beats going.
+fn take_incoming<S, E, P>(
+    first: Option<Result<Message, E>>,
+    socket: &mut S,
+    protocol: &mut P,
+    (max, heard): (usize, &mut Instant),
+) -> (Vec<String>, Option<End>)
+where
+    S: Stream<Item = Result<Message, E>> + Unpin,
+    P: Protocol,
+{
+    let mut messages = Vec::new();
+    let mut next = first;
+    loop {
+        let text = match next {
+            Some(Ok(Message::Text(text))) => {
+                *heard = Instant::now();
+                Some(text)
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+            Some(Ok(Message::Close(frame))) => {
+                return (messages, Some(End::ClientClosed(client_close(frame))));
+            }
+            Some(Ok(Message::Binary(_))) => {
+                let closed = Closed::new(
+                    CloseCode::INVALID_PAYLOAD,
+                    "Binary messages are not supported",
+                );
+                return (messages, Some(End::Close(closed)));
+            }
+            Some(Err(_)) | None => {
+                return (
+                    messages,
+                    Some(End::Gone(Closed::by(CloseCode::INTERRUPTED))),
+                );
+            }
+        };
+        if let Some(text) = text {
+            if text.len() > max {
+                return (messages, Some(End::Close(Closed::by(CloseCode::TOO_BIG))));
+            }
+            match protocol.decode(&text) {
+                Ok(decoded) => messages.extend(decoded),
+                Err(closed) => return (messages, Some(End::Gone(closed))),
+            }
+        }
+        if messages.len() >= BATCH_MESSAGES {
+            return (messages, None);
+        }
+        match socket.next().now_or_never() {
+            Some(item) => next = item,
+            None => return (messages, None),
         }
     }
 }
