@@ -1,7 +1,7 @@
 //! How the examples serve and stop: an app's routes with the Tidings services behind them,
 //! served until Ctrl-C or SIGTERM; then every service ends its connections as a server going
 //! away (close code 1001: native clients resume where they were, on another node if there is
-//! one), within [`SHUTDOWN_BOUND`], and axum stops.
+//! one), within [`SHUTDOWN_BOUND`], and the server stops.
 
 use std::time::Duration;
 
@@ -43,9 +43,9 @@ impl Served {
         })
     }
 
-    /// Serves on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully. Connections
-    /// whose client stopped reading are cut ([`Tidings::listener`], with the first service's
-    /// `client_timeout`). `GET /metrics` answers the process's metrics in Prometheus' text
+    /// Serves on `listener` with [`tidings::serve`] (hyper tuned for long-lived responses) until
+    /// Ctrl-C or SIGTERM, then shuts down gracefully. Connections whose client stopped reading
+    /// are cut ([`Tidings::listener`], with the first service's `client_timeout`). `GET /metrics` answers the process's metrics in Prometheus' text
     /// format (docs/operations.md).
     pub(crate) async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let Served { router, services } = self;
@@ -53,7 +53,7 @@ impl Served {
         let first = services
             .first()
             .expect("an example serves a Tidings service");
-        axum::serve(first.listener(listener), router)
+        tidings::serve(first.listener(listener), router)
             .with_graceful_shutdown(shut_down(tidings::shutdown_signal(), services))
             .await
     }

@@ -47,7 +47,7 @@ mod server;
 mod transport;
 
 use run::{Mode, Plan, Target};
-use server::{ServerKind, ServerOptions, StoreKind};
+use server::{HttpServer, ServerKind, ServerOptions, StoreKind};
 use transport::Transport;
 
 /// Set in the environment of the copy of this program that runs pinned under `taskset`.
@@ -107,6 +107,10 @@ struct Args {
     /// The Redis server for `--store redis`.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
+    /// How the Tidings server serves HTTP: `tidings::serve` (hyper tuned for long-lived
+    /// responses) or `axum::serve` (hyper's defaults). The baseline always uses `axum::serve`.
+    #[arg(long, value_enum, default_value_t = HttpServer::Tidings)]
+    http: HttpServer,
     /// Tidings server children per run, all on the same Redis (more than one needs `--store
     /// redis`). Subscriber `i` connects to node `i % nodes`; the publisher to node 0. The
     /// baseline always runs one.
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
             redis: args.redis.clone(),
             prefix: args.redis_prefix.clone(),
             cpu: None,
+            http: args.http,
         };
         return server::serve(kind, &args.addr, &options);
     }
@@ -234,6 +239,7 @@ fn measure_all(args: &Args, cpus: usize, pinned: bool) -> ExitCode {
             // Each run sets its own.
             prefix: None,
             cpu: pinned.then_some(SERVER_CPU),
+            http: args.http,
         },
         nodes: usize::from(args.nodes),
     };

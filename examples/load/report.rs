@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::run::{Mode, Outcome, Plan};
-use crate::server::StoreKind;
+use crate::server::{HttpServer, StoreKind};
 
 /// What the table and the JSON line are about, besides the runs themselves.
 pub(crate) struct Context<'a> {
@@ -99,13 +99,14 @@ pub(crate) fn table(
     );
     let _ = writeln!(
         out,
-        "load {}: {} sessions, {what}, heartbeat {heartbeat}, {} store{}, timeout {} s; {}",
+        "load {}: {} sessions, {what}, heartbeat {heartbeat}, {} store, {}{}, timeout {} s; {}",
         plan.mode.name(),
         plan.subscribers,
         match plan.server.store {
             StoreKind::Memory => "memory",
             StoreKind::Redis => "Redis",
         },
+        http_name(plan.server.http),
         if plan.nodes > 1 {
             format!(
                 ", {} Tidings nodes (memory and CPU summed over them)",
@@ -296,6 +297,7 @@ pub(crate) fn json_line(
         "hold_s": plan.hold.as_secs(),
         "heartbeat_s": plan.server.heartbeat.map(|h| h.as_secs_f64()),
         "store": match plan.server.store { StoreKind::Memory => "memory", StoreKind::Redis => "redis" },
+        "http": http_name(plan.server.http),
         "nodes": plan.nodes,
         "retention": plan.server.retention,
         "timeout_s": plan.timeout.as_secs(),
@@ -307,4 +309,12 @@ pub(crate) fn json_line(
         "failures": failures,
     })
     .to_string()
+}
+
+/// How the report names the Tidings server's HTTP loop.
+fn http_name(http: HttpServer) -> &'static str {
+    match http {
+        HttpServer::Tidings => "tidings::serve",
+        HttpServer::Axum => "axum::serve",
+    }
 }

@@ -47,6 +47,15 @@ pub(crate) enum StoreKind {
     Redis,
 }
 
+/// The HTTP server loop a Tidings child serves with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HttpServer {
+    /// `tidings::serve`: hyper's HTTP/1 with the smallest read buffer and no mid-response reads.
+    Tidings,
+    /// `axum::serve`, hyper's defaults (the baseline always serves this way).
+    Axum,
+}
+
 /// How a server child is set up; the parent passes it on the child's command line.
 #[derive(Clone, Debug)]
 pub(crate) struct ServerOptions {
@@ -62,6 +71,7 @@ pub(crate) struct ServerOptions {
     pub(crate) prefix: Option<String>,
     /// The CPU to pin the child to.
     pub(crate) cpu: Option<usize>,
+    pub(crate) http: HttpServer,
 }
 
 impl ServerOptions {
@@ -78,6 +88,12 @@ impl ServerOptions {
             .to_owned(),
             "--redis".to_owned(),
             self.redis.clone(),
+            "--http".to_owned(),
+            match self.http {
+                HttpServer::Tidings => "tidings",
+                HttpServer::Axum => "axum",
+            }
+            .to_owned(),
         ];
         if let Some(prefix) = &self.prefix {
             args.extend(["--redis-prefix".to_owned(), prefix.clone()]);
@@ -108,9 +124,9 @@ pub(crate) fn serve(kind: ServerKind, addr: &str, options: &ServerOptions) -> Ex
         }
     };
     let result = runtime.block_on(async move {
-        let router = match kind {
-            ServerKind::Tidings => tidings(options).await?,
-            ServerKind::Baseline => crate::baseline::router(options.retention),
+        let (router, http) = match kind {
+            ServerKind::Tidings => (tidings(options).await?, options.http),
+            ServerKind::Baseline => (crate::baseline::router(options.retention), HttpServer::Axum),
         };
         let listener = TcpListener::bind(addr).await?;
         println!("{LISTENING}{}", listener.local_addr()?.port());
@@ -126,7 +142,10 @@ pub(crate) fn serve(kind: ServerKind, addr: &str, options: &ServerOptions) -> Ex
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router).await
+        match http {
+            HttpServer::Tidings => tidings::serve(listener, router).await,
+            HttpServer::Axum => axum::serve(listener, router).await,
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,7 +47,8 @@ pub fn two_nodes() -> [tidings::Builder; 2] {
     }
 }
 
-/// A server running `app` on a free loopback port, stopped when dropped.
+/// A server running `app` on a free loopback port with [`tidings::serve`] (as the examples
+/// serve), stopped when dropped.
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -63,7 +64,7 @@ impl Server {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            tidings::serve(listener, app).await.expect("serve");
         });
         Server {
             addr,
@@ -98,7 +99,7 @@ impl Server {
         let addr = listener.local_addr().expect("local addr");
         let listener = tidings.listener(listener);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            tidings::serve(listener, app).await.expect("serve");
         });
         Server {
             addr,
@@ -116,7 +117,7 @@ impl Server {
         let addr = listener.local_addr().expect("local addr");
         let app = app(addr);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            tidings::serve(listener, app).await.expect("serve");
         });
         Server {
             addr,

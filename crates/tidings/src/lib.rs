@@ -1,10 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 // The layers, each importing only those listed after it (tests/layers.rs checks):
-// service → routes → transport → protocol → engine → store (tidings-store) → core.
+// serve → service → routes → transport → protocol → engine → store (tidings-store) → core.
 mod engine;
 mod protocol;
 mod routes;
+mod serve;
 mod service;
 mod transport;
 
@@ -14,6 +15,7 @@ pub use engine::error::Error;
 pub use engine::hub::{Event, Hub};
 pub use engine::identity::Identity;
 pub use routes::handshake::{Handshake, Rejection};
+pub use serve::{Serve, serve};
 pub use service::{Builder, Tidings, shutdown_signal};
 pub use tidings_core::{self as core, CloseCode, Cursor, Epoch, Offset};
 

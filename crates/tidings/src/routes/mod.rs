@@ -42,15 +42,25 @@ fn finish(router: Router<Arc<Routes>>, routes: Arc<Routes>) -> Router {
 /// 404 for `<prefix>//…`. `nest_service` strips `<prefix>/` from it just as from `<prefix>/…`,
 /// so without this check `<prefix>//` would get the greeting and `<prefix>//info` the info;
 /// SockJS wants both to be 404.
-async fn doubled_slash(original: OriginalUri, request: Request, next: Next) -> Response {
+///
+/// Not an `async fn`: one would keep `original`, which shares the buffer the request was read
+/// into, for as long as the response takes (a poll waits up to a heartbeat).
+fn doubled_slash(
+    original: OriginalUri,
+    request: Request,
+    next: Next,
+) -> impl Future<Output = Response> + Send {
     let doubled = original
         .path()
         .strip_suffix(request.uri().path())
         .is_some_and(|prefix| prefix.ends_with('/'));
-    if doubled {
-        return not_found();
+    drop(original);
+    async move {
+        if doubled {
+            return not_found();
+        }
+        next.run(request).await
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use futures::FutureExt;
+use futures::future::Either;
 use serde::Serialize;
 use tidings_core::CloseCode;
 use tidings_store::{Alias, ChannelState, random_id};
@@ -32,7 +34,7 @@ use crate::protocol::native::{self, Native, Tracker};
 use crate::protocol::raw::Raw;
 use crate::transport::framing::Framing;
 use crate::transport::receive::Start;
-use crate::transport::respond::method_not_allowed;
+use crate::transport::respond::{detached, method_not_allowed};
 use crate::transport::send::{self, SendBody};
 use crate::transport::{cors, receive, websocket};
 
@@ -358,43 +360,60 @@ async fn ws(State(routes): State<Arc<Routes>>, request: Request) -> Response {
         Ok(taken) => taken,
         Err(response) => return response,
     };
-    upgrade.on_upgrade(move |socket| websocket::serve(socket, attachment, protocol, false))
+    let held = Box::new((attachment, protocol));
+    upgrade.on_upgrade(move |socket| websocket::serve(socket, held, false))
 }
 
 /// One request of a native HTTP transport: Server-Sent Events, streaming or polling.
-async fn receive_on(
+///
+/// A poll waits up to a heartbeat with this future: combinators rather than an `async fn`,
+/// which would keep room for the takeover's state and a second copy of the answer's beside the
+/// answer itself (10 KiB per waiting poll, measured).
+fn receive_on(
     State(routes): State<Arc<Routes>>,
     framing: Framing,
     transport: &'static str,
     request: Request,
-) -> Response {
+) -> impl Future<Output = Response> + Send {
     let (parts, _body) = request.into_parts();
     if parts.method != Method::GET {
-        return method_not_allowed("GET");
+        return Either::Left(std::future::ready(method_not_allowed("GET")));
     }
-    let mut response = match receive(&routes, framing, transport, &parts).await {
-        Ok(response) | Err(response) => response,
-    };
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
-    cors::allow(&parts.headers, headers);
-    response
+    // What the answer needs of the request, copied: a poll waits with it, and keeps nothing
+    // else of the request.
+    let request = detached(&parts.headers, &[header::ORIGIN]);
+    // Taking the session over is boxed: its state is freed once taken, where inline it would
+    // size the future for as long as the poll waits.
+    let taken = async move { Box::pin(receive(&routes, framing, transport, parts)).await };
+    let answered = taken.then(|taken| match taken {
+        Ok(answer) => Either::Left(answer),
+        Err(response) => Either::Right(std::future::ready(response)),
+    });
+    Either::Right(answered.map(move |mut response| {
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+        cors::allow(&request, headers);
+        response
+    }))
 }
 
+/// Takes the session over for a receiving request: the answer to await, which holds nothing of
+/// the request; or (`Err`) the response at once, a refusal or what an ended session answers.
 async fn receive(
     routes: &Routes,
     framing: Framing,
     transport: &'static str,
-    parts: &Parts,
-) -> Result<Response, Response> {
+    parts: Parts,
+) -> Result<impl Future<Output = Response> + Send + use<>, Response> {
+    let parts = &parts;
     let state = resolve(routes, parts).await?;
     if state.ended {
         // An EventSource reconnects after every response, except one of 204: that stops it.
         if framing == Framing::Sse {
-            return Ok(StatusCode::NO_CONTENT.into_response());
+            return Err(StatusCode::NO_CONTENT.into_response());
         }
         let protocol = Native::new(transport, Tracker::new(state.id, None, []));
-        return Ok(receive::refuse(
+        return Err(receive::refuse(
             protocol,
             framing,
             &Closed::of(&state),
@@ -412,7 +431,13 @@ async fn receive(
         Some(_) => Start::Resumed,
     };
     let (attachment, protocol) = take_over(routes, state, pos.as_deref(), transport).await?;
-    Ok(receive::respond(attachment, protocol, framing, start, &parts.headers).await)
+    Ok(receive::respond(
+        attachment,
+        protocol,
+        framing,
+        start,
+        &parts.headers,
+    ))
 }
 
 /// `POST <prefix>/native/send`: messages for `on_message`, a JSON array of strings.

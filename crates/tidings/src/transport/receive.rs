@@ -11,6 +11,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::Either;
 use tidings_core::CloseCode;
 
 use super::cors;
@@ -39,26 +41,29 @@ pub(crate) enum Start {
 /// Serves one receiving request: 200 with the frames of `protocol` for what `attachment`
 /// delivers, wrapped by `framing`, with the framing's headers and CORS where it needs them.
 /// Caching and cookies are the caller's.
-pub(crate) async fn respond<P: Protocol>(
+///
+/// The head is made from `request` at once, and the future keeps nothing of it: a poll may
+/// wait a heartbeat for its answer, and whatever of the request lived that long would keep the
+/// server's read buffer for the request alive beside the one it reads the connection with next
+/// (8 KiB per waiting poll; see [`detached`](super::respond::detached)).
+pub(crate) fn respond<P: Protocol>(
     attachment: Attachment,
     protocol: P,
     framing: Framing,
     start: Start,
     request: &HeaderMap,
-) -> Response {
+) -> impl Future<Output = Response> + Send + use<P> {
+    let (head, _) = response(&framing, request, Body::empty()).into_parts();
+    // Combinators rather than an `async` block, which would keep a second copy of the poll's
+    // state for as long as it waits.
     let body = if framing.streaming() {
-        stream(
-            attachment,
-            protocol,
-            framing.clone(),
-            start == Start::Created,
-        )
+        let body = stream(attachment, protocol, framing, start == Start::Created);
+        Either::Left(std::future::ready(body))
     } else {
         let span = attachment.span(P::NAME, framing.name());
-        let answer = poll(attachment, protocol, &framing, start);
-        Body::from(answer.instrument(span).await)
+        Either::Right(poll(attachment, protocol, framing, start).instrument(span))
     };
-    response(&framing, request, body)
+    body.map(move |body| Response::from_parts(head, body))
 }
 
 /// Answers a receiving request for a session that will not deliver to it (it has ended, or
@@ -168,9 +173,9 @@ async fn write_step<P: Protocol>(
 async fn poll<P: Protocol>(
     mut attachment: Attachment,
     mut protocol: P,
-    framing: &Framing,
+    framing: Framing,
     start: Start,
-) -> Bytes {
+) -> Body {
     let meter = ConnectionMeter::new(P::NAME, framing.name());
     let mut frames = Vec::new();
     protocol.start(&mut frames);
@@ -185,7 +190,9 @@ async fn poll<P: Protocol>(
     if let Some(mut step) = first {
         loop {
             match write_step(&mut attachment, &mut protocol, step, (&mut frames, &meter)).await {
-                Wrote::Close | Wrote::End => return metered(framing.body(&frames), &meter),
+                Wrote::Close | Wrote::End => {
+                    return Body::from(metered(framing.body(&frames), &meter));
+                }
                 Wrote::Step => break,
                 // What the store holds after the gap already; a store read, so that a remote
                 // store (Redis) answers it too, where a zero timeout would catch nothing.
@@ -201,7 +208,7 @@ async fn poll<P: Protocol>(
     }
     attachment.detach().await;
     protocol.end(&mut frames);
-    metered(framing.body(&frames), &meter)
+    Body::from(metered(framing.body(&frames), &meter))
 }
 
 /// `body`, counted in `meter`.

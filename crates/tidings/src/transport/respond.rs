@@ -30,6 +30,24 @@ pub(crate) fn not_found() -> Response {
     plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
 }
 
+/// A copy of the headers `names` of `request`, for an answer that is made after a wait.
+///
+/// The server parses a request's head into one buffer and the request's header values share
+/// it, so one value kept keeps the whole buffer (8 KiB with [`serve`](crate::serve)), and the
+/// server reads the connection meanwhile into another. A poll waits up to a heartbeat: what it
+/// needs of its request to answer (CORS, cookies) is copied out before it waits.
+pub(crate) fn detached(request: &HeaderMap, names: &[header::HeaderName]) -> HeaderMap {
+    let mut copy = HeaderMap::new();
+    for name in names {
+        for value in request.get_all(name) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                copy.append(name.clone(), value);
+            }
+        }
+    }
+    copy
+}
+
 /// The request's `Origin` header, if it has a readable one.
 pub(crate) fn request_origin(request: &HeaderMap) -> Option<&str> {
     request.get(header::ORIGIN).and_then(|v| v.to_str().ok())

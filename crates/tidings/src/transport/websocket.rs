@@ -67,23 +67,25 @@ fn client_close(frame: Option<CloseFrame>) -> Closed {
     }
 }
 
-/// Serves one WebSocket connection of `attachment`'s channel in `protocol` until it ends.
-/// `fresh`: the channel was opened for this connection. What it logs is in the connection's
-/// span ([`Attachment::span`]).
+/// Serves one WebSocket connection of a channel until it ends: `held` is its attachment and the
+/// protocol to speak. `fresh`: the channel was opened for this connection. What it logs is in
+/// the connection's span ([`Attachment::span`]).
 ///
-/// Not an `async fn`: one would keep its own copy of the socket, attachment and protocol it
-/// hands on for as long as the connection lives (an `async fn` keeps its arguments' slots),
-/// some 900 bytes per connection.
+/// `held` comes boxed because the routes call this from `WebSocketUpgrade::on_upgrade`'s
+/// callback, and axum keeps the callback's slot beside the future it returns for as long as the
+/// connection lives: unboxed, the attachment and protocol would be kept twice (some 400 bytes
+/// per connection, more for STOMP). Not an `async fn` for the same reason: one would keep its
+/// own copy of what it hands on (some 900 bytes per connection).
 pub(crate) fn serve<S, E, P>(
     socket: S,
-    attachment: Attachment,
-    protocol: P,
+    held: Box<(Attachment, P)>,
     fresh: bool,
 ) -> impl Future<Output = ()>
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
     P: Protocol,
 {
+    let (attachment, protocol) = *held;
     let span = attachment.span(P::NAME, "websocket");
     serve_in_span(socket, attachment, protocol, fresh).instrument(span)
 }
@@ -199,7 +201,10 @@ where
                 answer_by = None;
                 let (messages, end) = take_incoming(incoming, socket, protocol, (max, &mut heard));
                 if !messages.is_empty() {
-                    protocol.receive(&attachment.session, messages).await;
+                    // Boxed: what a protocol does with a message (STOMP's replies and
+                    // subscriptions) would otherwise size every connection's state for its
+                    // whole life, idle or not.
+                    Box::pin(protocol.receive(&attachment.session, messages)).await;
                 }
                 if let Some(end) = end {
                     return end;
@@ -455,7 +460,7 @@ mod tests {
             panic!("a channel without an alias is created");
         };
         let attachment = Attachment::new(session, reader, Holding::Connection);
-        tokio::spawn(serve(socket, attachment, protocol, true));
+        tokio::spawn(serve(socket, Box::new((attachment, protocol)), true));
         (to_server, from_server)
     }
 
@@ -635,4 +640,5 @@ mod tests {
         }
         assert_eq!(engine.hub.online().await.expect("online").channels, 0);
     }
+
 }

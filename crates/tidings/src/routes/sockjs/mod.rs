@@ -18,6 +18,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use futures::FutureExt;
+use futures::future::Either;
 use tidings_core::CloseCode;
 use tidings_store::{Alias, ChannelState, random_id};
 
@@ -33,7 +35,7 @@ use crate::protocol::sockjs::SockJs;
 use crate::transport::callback::Callback;
 use crate::transport::framing::Framing;
 use crate::transport::receive::Start;
-use crate::transport::respond::{method_not_allowed, not_found, plain};
+use crate::transport::respond::{detached, method_not_allowed, not_found, plain};
 use crate::transport::send::{self, SendBody, SendError};
 use crate::transport::{cache, cors, receive, websocket};
 
@@ -191,12 +193,13 @@ async fn websocket<P: Protocol>(
         Ok(Opened::Found(_)) => return not_found(),
         Err(refused) => return refused.into_plain(),
     };
+    let held = Box::new((attachment, protocol));
     upgrade
         .protocols(subprotocols.iter().copied())
         .read_buffer_size(websocket::READ_BUFFER)
         .max_message_size(websocket::max_frame(config.max_message_size))
         // An upgrade that fails drops the attachment, which ends the channel.
-        .on_upgrade(move |socket| websocket::serve(socket, attachment, protocol, true))
+        .on_upgrade(move |socket| websocket::serve(socket, held, true))
 }
 
 fn bad_upgrade(headers: &HeaderMap) -> Response {
@@ -220,14 +223,19 @@ fn bad_upgrade(headers: &HeaderMap) -> Response {
 
 /// Every session URL but the WebSocket one: the receiving transports, the sends, their
 /// preflights.
-async fn session_url<D: Dialect>(
+///
+/// Not an `async fn`: a poll waits up to a heartbeat with the future this returns, which holds
+/// only what its branch needs (a receive: its answer; an `async fn` would keep room for every
+/// branch's state and a second copy of the answer's).
+fn session_url<D: Dialect>(
     State(routes): State<Arc<Routes>>,
     dialect: D,
     Path((server, session, transport)): Path<(String, String, String)>,
     request: Request,
-) -> Response {
+) -> impl Future<Output = Response> + Send {
+    let now = |response: Response| Either::Left(std::future::ready(response));
     if !session_segment(&server) || !session_segment(&session) {
-        return not_found();
+        return now(not_found());
     }
     let (parts, body) = request.into_parts();
     let config = &routes.engine.config;
@@ -238,42 +246,41 @@ async fn session_url<D: Dialect>(
         ("htmlfile" | "jsonp", &Method::GET) => match Callback::from_uri(&parts.uri) {
             Ok(callback) if transport == "htmlfile" => Framing::HtmlFile(callback),
             Ok(callback) => Framing::Jsonp(callback),
-            Err(error) => return error.response(),
+            Err(error) => return now(error.response()),
         },
-        ("xhr_send", &Method::POST) => {
-            return send(
-                &routes,
-                &dialect,
-                SendBody::JsonArray,
-                &session,
-                &parts.headers,
-                body,
-            )
-            .await;
-        }
-        ("jsonp_send", &Method::POST) => {
-            return send(
-                &routes,
-                &dialect,
-                SendBody::Form,
-                &session,
-                &parts.headers,
-                body,
-            )
-            .await;
+        ("xhr_send" | "jsonp_send", &Method::POST) => {
+            let format = if transport == "xhr_send" {
+                SendBody::JsonArray
+            } else {
+                SendBody::Form
+            };
+            let sent = async move {
+                let headers = &parts.headers;
+                send(&routes, &dialect, format, &session, headers, body).await
+            };
+            // Boxed: a send is short, and its state would otherwise size every receive's.
+            return Either::Right(Either::Left(Box::pin(sent)));
         }
         ("xhr" | "xhr_streaming" | "xhr_send", &Method::OPTIONS) => {
             let mut response = cors::preflight(&parts.headers, "OPTIONS, POST");
             cookie::set_jsessionid(config, &parts.headers, response.headers_mut());
-            return response;
+            return now(response);
         }
-        ("xhr" | "xhr_streaming" | "xhr_send", _) => return method_not_allowed("OPTIONS, POST"),
-        ("jsonp_send", _) => return method_not_allowed("POST"),
-        ("eventsource" | "htmlfile" | "jsonp", _) => return method_not_allowed("GET"),
-        _ => return not_found(),
+        ("xhr" | "xhr_streaming" | "xhr_send", _) => {
+            return now(method_not_allowed("OPTIONS, POST"));
+        }
+        ("jsonp_send", _) => return now(method_not_allowed("POST")),
+        ("eventsource" | "htmlfile" | "jsonp", _) => return now(method_not_allowed("GET")),
+        _ => return now(not_found()),
     };
-    let request = parts.headers.clone();
-    let mut response = match attach(&routes, &session, parts).await {
+    // What the answer needs of the request, copied: a poll waits with it.
+    let request = detached(&parts.headers, &[header::ORIGIN, header::COOKIE]);
+    drop(body);
+    let service = routes.clone();
+    // Finding the session is boxed: its state is freed once found, where inline it would size
+    // the future for as long as the poll waits.
+    let attached = async move { Box::pin(attach(&routes, &session, parts)).await };
+    let answered = attached.then(move |attached| match attached {
         Ok(Attached::Session(attachment, fresh, state)) => {
             let protocol = dialect.session(state.as_ref());
             let start = if fresh {
@@ -281,19 +288,26 @@ async fn session_url<D: Dialect>(
             } else {
                 Start::Resumed
             };
-            receive::respond(*attachment, protocol, framing, start, &request).await
+            let answer = receive::respond(*attachment, protocol, framing, start, &request);
+            Either::Left(answer.map(|response| (response, request)))
         }
         Ok(Attached::Refused(closed, state)) => {
-            receive::refuse(dialect.session(state.as_ref()), framing, &closed, &request)
+            let protocol = dialect.session(state.as_ref());
+            let response = receive::refuse(protocol, framing, &closed, &request);
+            Either::Right(std::future::ready((response, request)))
         }
-        Err(response) => response,
-    };
-    if response.status() == StatusCode::OK {
-        let headers = response.headers_mut();
-        cache::never(headers);
-        cookie::set_jsessionid(config, &request, headers);
-    }
-    response
+        Err(response) => Either::Right(std::future::ready((response, request))),
+    });
+    Either::Right(Either::Right(answered.map(
+        move |(mut response, request)| {
+            if response.status() == StatusCode::OK {
+                let headers = response.headers_mut();
+                cache::never(headers);
+                cookie::set_jsessionid(&service.engine.config, &request, headers);
+            }
+            response
+        },
+    )))
 }
 
 /// What a receiving request attached to, with the session's state as it was found.
