@@ -1,13 +1,12 @@
 //! Serving an app over HTTP/1.1 with the per-connection memory of long-lived responses kept
 //! small: [`serve`].
 //!
-//! `axum::serve` runs hyper with its defaults, under which an idle SSE, streaming or polling
-//! session holds about 24 KiB of hyper's buffers: the 8 KiB read buffer the request was parsed
-//! in, a second read buffer of 8–16 KiB allocated when hyper looks for the client hanging up
-//! in the middle of the response, and an 8 KiB write buffer (measured in `docs/benchmarks.md`,
-//! "Memory per HTTP session"). [`serve`] configures hyper's HTTP/1 connections so that the
-//! read side never grows past one buffer, and leaves noticing a client that went away to the
-//! writes, which every long-lived response makes at least once per heartbeat.
+//! `axum::serve` runs hyper with its defaults, under which the read buffer of a connection
+//! that waits grows to 16 KiB; with an 8 KiB write buffer, an idle SSE, streaming or polling
+//! session then cost 26–33 KiB (measured in `docs/benchmarks.md`, "Memory per HTTP session").
+//! [`serve`] keeps hyper's read buffer at its smallest, 8 KiB, which brings those sessions to
+//! 16–22 KiB; hyper allows no less (its `max_buf_size` refuses less than 8 KiB, and its write
+//! buffer starts at 8 KiB).
 
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -29,11 +28,11 @@ use tower::ServiceExt;
 ///
 /// What it changes from `axum::serve`, per connection:
 ///
-/// - the read buffer stays at hyper's smallest, 8 KiB (`max_buf_size`), and hyper does not read
-///   from a connection in the middle of a response to learn whether the client hung up
-///   (`half_close`): a long-lived response learns it from its next write, which fails, within a
-///   heartbeat (and [`Tidings::listener`](crate::Tidings::listener) bounds a write that stalls);
-///   a request that finishes reading its body still reads the next request as usual;
+/// - the read buffer stays at hyper's smallest, 8 KiB (`max_buf_size`). hyper still reads a
+///   connection in the middle of a response, so a client that hangs up is noticed at once (a
+///   SockJS session whose streaming request was aborted ends with 1002 right away, as the
+///   protocol wants), and the read reuses that one buffer, since Tidings keeps nothing of a
+///   request while its answer waits;
 /// - only HTTP/1.1 and 1.0: no HTTP/2 with prior knowledge (`axum::serve` looks for its preface
 ///   on every connection). Behind TLS or a proxy that speaks HTTP/2 to clients, the proxy's
 ///   hop to this server is HTTP/1.1 anyway.
@@ -100,10 +99,7 @@ impl<L: Listener> IntoFuture for Serve<L> {
 /// How every connection's HTTP/1 is configured.
 fn http1() -> http1::Builder {
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .max_buf_size(8192)
-        .half_close(false);
+    builder.timer(TokioTimer::new()).max_buf_size(8192);
     builder
 }
 

@@ -640,5 +640,4 @@ mod tests {
         }
         assert_eq!(engine.hub.online().await.expect("online").channels, 0);
     }
-
 }
