@@ -76,6 +76,10 @@ fn client_close(frame: Option<CloseFrame>) -> Closed {
 /// connection lives: unboxed, the attachment and protocol would be kept twice (some 400 bytes
 /// per connection, more for STOMP). Not an `async fn` for the same reason: one would keep its
 /// own copy of what it hands on (some 900 bytes per connection).
+#[allow(
+    clippy::boxed_local,
+    reason = "boxed by the upgrade callbacks that call it, so that axum keeps 8 bytes twice"
+)]
 pub(crate) fn serve<S, E, P>(
     socket: S,
     held: Box<(Attachment, P)>,
