@@ -13,8 +13,9 @@
 //!   publishing is refused meanwhile (503, the documented error), and delivery goes on
 //!   afterwards with every acknowledged message, once, in order.
 //!
-//! Each test starts a `redis-server` of its own ([`RedisServer`], which syncs every write, so a
-//! restart keeps what it acknowledged), the cluster example with `--nodes 3 --addr
+//! Each test starts a `redis-server` of its own ([`Redis`], which syncs every write, so a
+//! restart keeps what it acknowledged; with `TIDINGS_TEST_STORE=redis-cluster`, a Redis Cluster
+//! of three shards, which `tests/run-all.sh` runs these on too), the cluster example with `--nodes 3 --addr
 //! 127.0.0.1:0`, and `tests/browser/native_driver.mjs`, which opens pages on the balancer's
 //! origin and answers the test's questions about them. The test publishes `m0`, `m1`, … itself,
 //! one at a time, each after the answer to the one before, so the order of the numbers is the
@@ -34,7 +35,7 @@ use serde_json::{Value, json};
 use tidings_tests::driver::{BROWSER_DIR, Browser};
 use tidings_tests::example::Running;
 use tidings_tests::http::Request;
-use tidings_tests::redis::RedisServer;
+use tidings_tests::redis::Redis;
 use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
@@ -68,12 +69,12 @@ struct Cluster {
     nodes: Vec<(SocketAddr, u32)>,
     /// Before `redis`: fields drop in order, and nodes whose Redis went first would say so.
     _process: Child,
-    redis: RedisServer,
+    redis: Redis,
 }
 
 impl Cluster {
     async fn start(app: &str) -> Cluster {
-        let redis = tokio::task::block_in_place(RedisServer::start);
+        let redis = tokio::task::block_in_place(Redis::start);
         let (count, url) = (NODES.to_string(), redis.url());
         let args = [
             "--app",

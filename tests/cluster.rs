@@ -20,7 +20,7 @@ use futures::SinkExt;
 use serde_json::Value;
 use tidings_tests::example::Running;
 use tidings_tests::http::{Framing, Request, Response};
-use tidings_tests::redis::RedisServer;
+use tidings_tests::redis::Redis;
 use tidings_tests::stomp::{self, StompClient, StompSession};
 use tidings_tests::{next_text, percent_encode};
 use tokio::io::AsyncWriteExt;
@@ -48,12 +48,12 @@ struct Cluster {
     addr: SocketAddr,
     nodes: Vec<Node>,
     _process: Child,
-    _redis: RedisServer,
+    _redis: Redis,
 }
 
 impl Cluster {
     async fn start(app: &str) -> Cluster {
-        let redis = tokio::task::spawn_blocking(RedisServer::start)
+        let redis = tokio::task::spawn_blocking(Redis::start)
             .await
             .expect("start redis-server");
         let nodes_arg = NODES.to_string();

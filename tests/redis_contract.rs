@@ -34,3 +34,16 @@ async fn redis_store_keeps_the_contract() {
     let server = RedisServer::start();
     contract::run_all(store_on(&server)).await;
 }
+
+/// The same contract on a Redis Cluster of three shards, each check under a prefix of its own,
+/// so the checks' keys land on different shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn redis_cluster_store_keeps_the_contract() {
+    contract::run_all(|| {
+        // A store of its own for each check: `shared_cluster_stores` connects on a runtime that
+        // outlives this test's.
+        tidings_tests::redis::shared_cluster_stores(1).remove(0)
+    })
+    .await;
+}

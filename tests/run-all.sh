@@ -112,6 +112,15 @@ TIDINGS_TEST_STORE=redis cargo test -p tidings-tests \
   --test websocket --test native --test sockjs_http --test sockjs_static --test stomp \
   --test dead_clients --test offline --test client
 
+# And on a Redis Cluster of three shards (redis-server processes the tests start and join with
+# redis-cli --cluster create), where the store's keys share one slot and appends are announced
+# with sharded pub/sub.
+step "transport suites and examples/cluster on RedisStore over Redis Cluster (TIDINGS_TEST_STORE=redis-cluster)"
+TIDINGS_TEST_STORE=redis-cluster cargo test -p tidings-tests \
+  --test websocket --test native --test sockjs_http --test stomp --test offline --test client
+TIDINGS_TEST_STORE=redis-cluster cargo test -p tidings-tests \
+  --test cluster --test browser_cluster -- --include-ignored
+
 # The protocol suite's tests (the SockJS HTTP, static and WebSocket suites) once more, against
 # three nodes of examples/cluster --app echo on one redis-server, behind the cluster's
 # round-robin balancer: every request of a session reaches another node than the one before.

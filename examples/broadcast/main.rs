@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     retention: usize,
     /// Keep the topic and the sessions in the Redis at this URL (`redis://host:port/`) instead
-    /// of in this process.
+    /// of in this process. Several URLs, separated by commas, are the nodes of a Redis Cluster.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }
@@ -42,7 +42,7 @@ async fn main() -> std::io::Result<()> {
     if let Some(url) = &args.redis {
         // The same prefix as the cluster's broadcast nodes, apart from the other examples.
         let options = Options::default().prefix("tidings:broadcast:");
-        match RedisStore::connect_with(url, options).await {
+        match RedisStore::connect_urls(url, options).await {
             Ok(store) => builder = builder.store(store),
             Err(error) => {
                 eprintln!("broadcast: cannot use the Redis at {url}: {error}");

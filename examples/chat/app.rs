@@ -345,7 +345,7 @@ pub(crate) async fn app(heartbeat: Duration, redis: Option<&str>) -> Result<Serv
         .on_message(on_message);
     if let Some(url) = redis {
         let options = Options::default().prefix("tidings:chat:");
-        builder = builder.store(RedisStore::connect_with(url, options).await?);
+        builder = builder.store(RedisStore::connect_urls(url, options).await?);
     }
     let tidings = builder.build();
     let hub = tidings.hub();

@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = app::HEARTBEAT_MS)]
     heartbeat_ms: u64,
     /// Keep the room and its sessions in the Redis at this URL (`redis://host:port/`) instead
-    /// of in this process.
+    /// of in this process. Several URLs, separated by commas, are the nodes of a Redis Cluster.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }

@@ -70,7 +70,8 @@ struct Args {
     /// How many nodes to start.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     nodes: u16,
-    /// The Redis all nodes share.
+    /// The Redis all nodes share. Several URLs, separated by commas, are the nodes of a Redis
+    /// Cluster.
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379/")]
     redis: String,
     /// Where the balancer listens; nodes take the ports after it (free ones if this is 0).

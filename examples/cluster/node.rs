@@ -55,7 +55,7 @@ async fn router(app: App, redis: &str) -> Result<Served, StoreError> {
         App::Broadcast => {
             // The prefix `examples/broadcast --redis` uses, so both kinds of node can mix.
             let options = Options::default().prefix("tidings:broadcast:");
-            let store = RedisStore::connect_with(redis, options).await?;
+            let store = RedisStore::connect_urls(redis, options).await?;
             let builder = crate::broadcast::builder(BROADCAST_RETENTION).store(store);
             Ok(crate::broadcast::router(builder))
         }

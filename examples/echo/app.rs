@@ -45,7 +45,7 @@ pub(crate) async fn app(sockjs_url: &str, redis: Option<&str>) -> Result<Served,
     for (name, mut builder) in services {
         if let Some(url) = redis {
             let options = Options::default().prefix(format!("tidings:{name}:"));
-            builder = builder.store(RedisStore::connect_with(url, options).await?);
+            builder = builder.store(RedisStore::connect_urls(url, options).await?);
         }
         let tidings = builder.build();
         router = router.nest_service(&format!("/{name}"), tidings.router());

@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, default_value = tidings::Config::DEFAULT_SOCKJS_URL)]
     sockjs_url: String,
     /// Keep the sessions in the Redis at this URL (`redis://host:port/`) instead of in this
-    /// process.
+    /// process. Several URLs, separated by commas, are the nodes of a Redis Cluster.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }

@@ -104,7 +104,8 @@ struct Args {
     /// Where the Tidings server keeps topics and sessions.
     #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
     store: StoreKind,
-    /// The Redis server for `--store redis`.
+    /// The Redis server for `--store redis`; several URLs, separated by commas, are the nodes of
+    /// a Redis Cluster.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
     /// How the Tidings server serves HTTP: `tidings::serve` (hyper tuned for long-lived

@@ -167,7 +167,7 @@ async fn tidings(options: &ServerOptions) -> io::Result<axum::Router> {
         if let Some(prefix) = &options.prefix {
             redis = redis.prefix(prefix.clone());
         }
-        let store = tidings_redis::RedisStore::connect_with(&options.redis, redis)
+        let store = tidings_redis::RedisStore::connect_urls(&options.redis, redis)
             .await
             .map_err(|e| io::Error::other(format!("Redis at {}: {e}", options.redis)))?;
         builder = builder.store(store);

@@ -169,7 +169,7 @@ pub(crate) async fn app(
         .on_stomp_send(on_send);
     if let Some(url) = redis {
         let options = Options::default().prefix("tidings:stomp:");
-        builder = builder.store(RedisStore::connect_with(url, options).await?);
+        builder = builder.store(RedisStore::connect_urls(url, options).await?);
     }
     let tidings = builder.build();
     let router = Router::new()

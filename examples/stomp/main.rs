@@ -33,7 +33,8 @@ struct Args {
     #[arg(long, default_value_t = app::HEARTBEAT_MS)]
     heartbeat_ms: u64,
     /// Keep the rooms and sessions in the Redis at this URL (`redis://host:port/`) instead of
-    /// in this process, so that several nodes can serve them.
+    /// in this process, so that several nodes can serve them. Several URLs, separated by
+    /// commas, are the nodes of a Redis Cluster.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// Where the page's scripts are installed (`@stomp/stompjs`, `sockjs-client`, `stompjs`).

@@ -18,14 +18,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 /// `Tidings::builder()` on the store the tests run on: the `MemoryStore` by default, or, with
 /// `TIDINGS_TEST_STORE=redis` in the environment, a `RedisStore` on a `redis-server` this
-/// process starts (once) on a free loopback port, each builder under a prefix of its own.
-/// `tests/run-all.sh` runs the transport suites both ways.
+/// process starts (once) on a free loopback port, each builder under a prefix of its own; with
+/// `TIDINGS_TEST_STORE=redis-cluster`, one on a Redis Cluster of three shards it starts.
+/// `tests/run-all.sh` runs the transport suites all three ways.
 pub fn builder() -> tidings::Builder {
     let builder = tidings::Tidings::builder();
     match std::env::var("TIDINGS_TEST_STORE").as_deref() {
         Ok("redis") => builder.store(redis::shared_store()),
+        Ok("redis-cluster") => builder.store(redis::shared_cluster_stores(1).remove(0)),
         Ok("memory") | Err(_) => builder,
-        Ok(other) => panic!("TIDINGS_TEST_STORE={other:?}: expected `memory` or `redis`"),
+        Ok(other) => {
+            panic!("TIDINGS_TEST_STORE={other:?}: expected `memory`, `redis` or `redis-cluster`")
+        }
     }
 }
 
@@ -35,8 +39,12 @@ pub fn builder() -> tidings::Builder {
 pub fn two_nodes() -> [tidings::Builder; 2] {
     let builder = tidings::Tidings::builder;
     match std::env::var("TIDINGS_TEST_STORE").as_deref() {
-        Ok("redis") => {
-            let mut stores = redis::shared_stores(2).into_iter();
+        Ok(store @ ("redis" | "redis-cluster")) => {
+            let stores = match store {
+                "redis" => redis::shared_stores(2),
+                _ => redis::shared_cluster_stores(2),
+            };
+            let mut stores = stores.into_iter();
             let mut next = || builder().store(stores.next().expect("two stores"));
             [next(), next()]
         }

@@ -35,10 +35,24 @@ pub fn shared_store() -> RedisStore {
 /// `redis-server`: the stores of `n` nodes of one service.
 pub fn shared_stores(n: usize) -> Vec<RedisStore> {
     let (server, runtime) = &*SHARED;
-    let prefix = format!("test-{:016x}:", rand::random::<u64>());
     let url = server.url();
-    // Connecting blocks on the shared runtime from a thread of its own: the caller may be on a
-    // runtime, where blocking is not allowed.
+    connected(runtime, n, |options| {
+        RedisStore::connect_with(&url, options)
+    })
+}
+
+/// `n` stores that `connect` makes under one fresh prefix, each with connections of its own.
+/// Connecting blocks on `runtime` from a thread of its own: the caller may be on a runtime,
+/// where blocking is not allowed.
+fn connected<F>(
+    runtime: &tokio::runtime::Runtime,
+    n: usize,
+    connect: impl Fn(Options) -> F + Sync,
+) -> Vec<RedisStore>
+where
+    F: Future<Output = Result<RedisStore, tidings::store::StoreError>>,
+{
+    let prefix = format!("test-{:016x}:", rand::random::<u64>());
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -46,8 +60,8 @@ pub fn shared_stores(n: usize) -> Vec<RedisStore> {
                     .map(|_| {
                         let options = Options::default().prefix(prefix.clone());
                         runtime
-                            .block_on(RedisStore::connect_with(&url, options))
-                            .expect("connect to the shared redis-server")
+                            .block_on(connect(options))
+                            .expect("connect to the test's Redis")
                     })
                     .collect()
             })
@@ -64,6 +78,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Arguments beyond the port, directory and persistence (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -74,6 +90,11 @@ impl RedisServer {
             .and_then(|listener| listener.local_addr())
             .expect("a free loopback port")
             .port();
+        RedisServer::start_on(port, Vec::new())
+    }
+
+    /// Starts `redis-server` on `port` with `extra` arguments.
+    fn start_on(port: u16, extra: Vec<String>) -> RedisServer {
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos());
@@ -86,6 +107,7 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            extra,
         };
         server.restart();
         server
@@ -133,6 +155,7 @@ impl RedisServer {
             .args(["--appendfsync", "always", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -167,5 +190,176 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The cluster and runtime behind [`shared_cluster_stores`].
+static SHARED_CLUSTER: LazyLock<(RedisCluster, tokio::runtime::Runtime)> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the shared Redis Cluster store");
+    (RedisCluster::start(3), runtime)
+});
+
+/// `n` `RedisStore`s on a Redis Cluster of three shards shared by the whole test process, under
+/// one fresh prefix: the stores of `n` nodes of one service.
+pub fn shared_cluster_stores(n: usize) -> Vec<RedisStore> {
+    let (cluster, runtime) = &*SHARED_CLUSTER;
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    connected(runtime, n, |options| {
+        RedisStore::connect_cluster(&urls, options)
+    })
+}
+
+/// A Redis Cluster of `redis-server` processes on free loopback ports, one primary per shard,
+/// made with `redis-cli --cluster create`; stopped when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `shards` nodes and joins them into a cluster whose slots are all served, or
+    /// panics saying what failed.
+    pub fn start(shards: usize) -> RedisCluster {
+        let cluster_args = |port: u16| {
+            [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "2000",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        };
+        let nodes: Vec<RedisServer> = (0..shards)
+            .map(|_| {
+                let port = cluster_port();
+                RedisServer::start_on(port, cluster_args(port))
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli (it comes with redis-server)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>/` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Stops every node (their data is on disk).
+    pub fn stop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+
+    /// Starts every node again on its port, with its data and its place in the cluster, and
+    /// waits until the cluster is ok.
+    pub fn restart(&mut self) {
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        self.wait_ok();
+    }
+
+    /// Waits until every node says the cluster is ok, with all slots served.
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for node in &self.nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                    .unwrap_or_default();
+                let known = format!("cluster_known_nodes:{}", self.nodes.len());
+                if info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && info.contains(&known)
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster was not ok within {START_TIMEOUT:?}: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// A free loopback port whose cluster bus port (10,000 above it, where `redis-cli --cluster
+/// create` expects it) is free too.
+fn cluster_port() -> u16 {
+    for _ in 0..200 {
+        let port = 20_000 + rand::random::<u16>() % 30_000;
+        let free = |port: u16| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+    panic!("no free pair of loopback ports for a cluster node");
+}
+
+/// The Redis a test of several processes runs on: one `redis-server`, or, with
+/// `TIDINGS_TEST_STORE=redis-cluster`, a Redis Cluster of three shards.
+pub enum Redis {
+    /// One server.
+    Server(RedisServer),
+    /// A cluster.
+    Cluster(RedisCluster),
+}
+
+impl Redis {
+    /// Starts what `TIDINGS_TEST_STORE` asks for.
+    pub fn start() -> Redis {
+        match std::env::var("TIDINGS_TEST_STORE").as_deref() {
+            Ok("redis-cluster") => Redis::Cluster(RedisCluster::start(3)),
+            _ => Redis::Server(RedisServer::start()),
+        }
+    }
+
+    /// What the examples' `--redis` takes: the server's URL, or the nodes' separated by commas.
+    pub fn url(&self) -> String {
+        match self {
+            Redis::Server(server) => server.url(),
+            Redis::Cluster(cluster) => cluster.urls().join(","),
+        }
+    }
+
+    /// Stops it.
+    pub fn stop(&mut self) {
+        match self {
+            Redis::Server(server) => server.stop(),
+            Redis::Cluster(cluster) => cluster.stop(),
+        }
+    }
+
+    /// Starts it again with its data.
+    pub fn restart(&mut self) {
+        match self {
+            Redis::Server(server) => server.restart(),
+            Redis::Cluster(cluster) => cluster.restart(),
+        }
     }
 }

@@ -27,8 +27,9 @@
 //! fails within [`Options::timeout`] with [`StoreError::Unavailable`], which Tidings answers with
 //! HTTP 503 or close code 1013; nothing acknowledged before is lost if Redis persists its data.
 //!
-//! Redis Cluster is not supported: the scripts use keys they compute, so every key must be on
-//! one server (a primary with replicas, or Sentinel in front of one, is fine).
+//! On a Redis Cluster ([`RedisStore::connect_cluster`]) one service's keys share one hash slot,
+//! and so one shard: the cluster brings failover and room for several services, not yet the
+//! spreading of one service's topics over the shards (`docs/design/redis-cluster.md`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
 use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
@@ -124,10 +127,48 @@ impl Drop for Inner {
 /// The command connection and the scripts: what both the store and its listener use.
 #[derive(Clone)]
 struct Redis {
-    connection: ConnectionManager,
+    connection: Connection,
+    /// What every key and the announcement channel start with: the prefix, in braces on a
+    /// cluster, so that they all hash to one slot.
     prefix: String,
     timeout: Duration,
     scripts: Arc<Scripts>,
+}
+
+/// A connection to one Redis server, or to a Redis Cluster (which routes each script by the
+/// key it declares: the prefix, whose slot holds every key).
+#[derive(Clone)]
+enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Connection::Server(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Server(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
 }
 
 /// A script's arguments after the prefix, as text.
@@ -145,13 +186,16 @@ macro_rules! scripts {
         }
 
         impl Scripts {
-            fn new() -> Self {
+            /// The scripts, announcing with `publish` (`PUBLISH`, or `SPUBLISH` on a cluster).
+            fn new(publish: &str) -> Self {
+                let source = |file: &str| {
+                    format!(
+                        "local PUBLISH = '{publish}'\n{}\n{file}",
+                        include_str!("lua/common.lua")
+                    )
+                };
                 Scripts {
-                    $($name: Script::new(concat!(
-                        include_str!("lua/common.lua"),
-                        "\n",
-                        include_str!(concat!("lua/", $file)),
-                    )),)*
+                    $($name: Script::new(&source(include_str!(concat!("lua/", $file)))),)*
                 }
             }
         }
@@ -205,12 +249,11 @@ impl RedisStore {
         )
         .await?;
         let redis = Redis {
-            connection,
-            prefix: options.prefix,
+            connection: Connection::Server(connection),
+            prefix: options.prefix.clone(),
             timeout: options.timeout,
-            scripts: Arc::new(Scripts::new()),
+            scripts: Arc::new(Scripts::new("PUBLISH")),
         };
-        let heads = Arc::new(Heads::new(options.mirror));
         let (tx, rx) = mpsc::unbounded_channel();
         let mut subscriber = within(
             options.timeout,
@@ -219,19 +262,103 @@ impl RedisStore {
             ),
         )
         .await?;
-        within(
-            options.timeout,
-            subscriber.subscribe(format!("{}heads", redis.prefix)),
-        )
-        .await?;
-        let listener = tokio::spawn(listen(rx, subscriber, redis.clone(), heads.clone()));
-        Ok(RedisStore {
+        let channel = format!("{}heads", redis.prefix);
+        within(options.timeout, subscriber.subscribe(channel)).await?;
+        Ok(RedisStore::listening(
+            redis,
+            rx,
+            Connection::Server(subscriber),
+            &options,
+        ))
+    }
+
+    /// Connects to what `urls` names: one URL, a Redis server ([`connect_with`]); several,
+    /// separated by commas, nodes of a Redis Cluster ([`connect_cluster`]), as the examples'
+    /// `--redis` takes them. A cluster named by one node only needs `connect_cluster`.
+    ///
+    /// [`connect_with`]: RedisStore::connect_with
+    /// [`connect_cluster`]: RedisStore::connect_cluster
+    pub async fn connect_urls(urls: &str, options: Options) -> Result<RedisStore, StoreError> {
+        let nodes: Vec<&str> = urls.split(',').map(str::trim).collect();
+        match nodes[..] {
+            [url] => RedisStore::connect_with(url, options).await,
+            _ => RedisStore::connect_cluster(&nodes, options).await,
+        }
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes, `urls` (`redis://host:port`), with
+    /// `options`. Fails if none can be reached now; once connected, the store follows the
+    /// cluster's slots and reconnects by itself.
+    ///
+    /// Every key of the store and its announcement channel share the hash tag `{<prefix>}`, so
+    /// they live in one slot, on one shard: the scripts stay atomic as on one server, and
+    /// appends are announced with sharded pub/sub (`SPUBLISH`, Redis 7), which only that shard
+    /// carries. Services with different prefixes land on different slots, so several of them
+    /// spread over the shards; one service does not (yet): see `docs/design/redis-cluster.md`.
+    /// The prefix may not hold braces.
+    ///
+    /// Unlike on one server, a script whose connection breaks after Redis ran it may be sent
+    /// again by the cluster client (which also follows redirections that way), so a publish
+    /// interrupted by a connection loss can be stored twice.
+    pub async fn connect_cluster(
+        urls: &[&str],
+        options: Options,
+    ) -> Result<RedisStore, StoreError> {
+        if options.prefix.contains(['{', '}']) {
+            return Err(StoreError::Unavailable(format!(
+                "a Redis Cluster prefix cannot hold braces: {:?}",
+                options.prefix
+            )));
+        }
+        let builder = || {
+            // Retries follow the cluster's redirections (MOVED, ASK) while slots move; they
+            // also re-send a command whose connection broke, so a script can then run twice.
+            ClusterClientBuilder::new(urls.iter().copied())
+                .connection_timeout(options.timeout)
+                .response_timeout(options.timeout)
+                .retries(3)
+        };
+        let commands = builder().build().map_err(unavailable)?;
+        let connection = within(options.timeout, commands.get_async_connection()).await?;
+        let redis = Redis {
+            connection: Connection::Cluster(connection),
+            prefix: format!("{{{}}}", options.prefix),
+            timeout: options.timeout,
+            scripts: Arc::new(Scripts::new("SPUBLISH")),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pushes = builder()
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(tx)
+            .build()
+            .map_err(unavailable)?;
+        let mut subscriber = within(options.timeout, pushes.get_async_connection()).await?;
+        let channel = format!("{}heads", redis.prefix);
+        within(options.timeout, subscriber.ssubscribe(channel)).await?;
+        Ok(RedisStore::listening(
+            redis,
+            rx,
+            Connection::Cluster(subscriber),
+            &options,
+        ))
+    }
+
+    /// The store on `redis`, with the listener of the announcements `pushes` brings.
+    fn listening(
+        redis: Redis,
+        pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+        subscriber: Connection,
+        options: &Options,
+    ) -> RedisStore {
+        let heads = Arc::new(Heads::new(options.mirror));
+        let listener = tokio::spawn(listen(pushes, subscriber, redis.clone(), heads.clone()));
+        RedisStore {
             inner: Arc::new(Inner {
                 redis,
                 heads,
                 listener,
             }),
-        })
+        }
     }
 
     /// The key prefix in use.
@@ -248,7 +375,9 @@ impl Redis {
     /// Runs a script with the prefix as `ARGV[1]` and `args` after it.
     async fn run(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();
-        invocation.arg(&self.prefix).arg(args);
+        // The prefix as the one key declared: a cluster sends the script to the node serving
+        // its slot, which holds every key the script touches.
+        invocation.key(&self.prefix).arg(&self.prefix).arg(args);
         let mut connection = self.connection.clone();
         within(self.timeout, invocation.invoke_async(&mut connection)).await
     }
@@ -293,18 +422,18 @@ impl Redis {
 /// time the subscription is (re)established.
 async fn listen(
     mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
-    subscriber: ConnectionManager,
+    subscriber: Connection,
     redis: Redis,
     heads: Arc<Heads>,
 ) {
     while let Some(push) = pushes.recv().await {
         match push.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 if let [_, Value::BulkString(payload)] = push.data.as_slice() {
                     heads.announced(payload);
                 }
             }
-            PushKind::Subscribe => {
+            PushKind::Subscribe | PushKind::SSubscribe => {
                 tokio::spawn(refresh(redis.clone(), heads.clone()));
             }
             PushKind::Disconnection => {
@@ -319,7 +448,7 @@ async fn listen(
 
 /// Pings through the subscribing connection until it is back: a connection manager that gave up
 /// reconnecting tries again on its next command, and resubscribes when it succeeds.
-async fn revive(mut subscriber: ConnectionManager) {
+async fn revive(mut subscriber: Connection) {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let pong: redis::RedisResult<Value> = redis::cmd("PING").query_async(&mut subscriber).await;

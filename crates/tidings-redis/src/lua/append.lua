@@ -25,6 +25,6 @@ drop_aged(topic, offset, now)
 local first = tonumber(redis.call('HGET', mk, 'first'))
 -- A topic with an age bound is kept that much longer once idle.
 redis.call('ZADD', P .. 'topics', now + tonumber(age), topic)
-redis.call('PUBLISH', P .. 'heads',
+redis.call(PUBLISH, P .. 'heads',
   cjson.encode({ t = topic, e = epoch, o = int(offset), f = int(first), r = records }))
 return { epoch, offset, first }

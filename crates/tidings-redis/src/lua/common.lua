@@ -13,7 +13,9 @@
 --   P r:<id>     the receiver lock: the holder, with an expiry
 --   P u:<user>   set of the user's channel ids
 --   P expiry     sorted set: channel id -> when it expires, in ms
--- Changes are announced on the channel P heads (see notify.rs).
+-- Changes are announced on the channel P heads (see heads.rs), with PUBLISH on one server and
+-- SPUBLISH (sharded pub/sub) on a cluster, where P holds a hash tag and every key and the
+-- channel are in one slot; PUBLISH is set before this file.
 local P = ARGV[1]
 
 -- Lua prints large numbers in exponent form; stream ids and cursors need every digit.
@@ -78,7 +80,7 @@ end
 local function drop_topic(topic)
   redis.call('DEL', P .. 't:' .. topic, P .. 'm:' .. topic, P .. 's:' .. topic)
   redis.call('ZREM', P .. 'topics', topic)
-  redis.call('PUBLISH', P .. 'heads', cjson.encode({ t = topic, d = 1 }))
+  redis.call(PUBLISH, P .. 'heads', cjson.encode({ t = topic, d = 1 }))
 end
 
 -- Sets when a channel expires, and lets its keys outlive that by the backstop.
