@@ -29,6 +29,8 @@ step "system packages (chromium, redis-server, python3-venv)"
 apt_packages=()
 [[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
+# redis-cli (Debian's redis-tools) joins the test Redis Cluster's nodes.
+command -v redis-cli >/dev/null || apt_packages+=(redis-tools)
 # stomp.py runs in a virtual environment of its own (below), made by a Python with venv and
 # ensurepip: the one on PATH, else Debian's (python3-venv).
 venv_python() {
