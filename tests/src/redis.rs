@@ -17,14 +17,17 @@ use tidings_redis::{Options, RedisStore};
 
 /// The server and runtime behind [`shared_store`]: tests each run on a runtime of their own,
 /// which ends with the test, while a store's connections and listener must outlive any one.
-static SHARED: LazyLock<(RedisServer, tokio::runtime::Runtime)> = LazyLock::new(|| {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+static SHARED: LazyLock<(RedisServer, tokio::runtime::Runtime)> =
+    LazyLock::new(|| (RedisServer::start(), shared_runtime()));
+
+/// A runtime of one worker for the connections of a shared Redis's stores.
+fn shared_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .expect("a runtime for the shared Redis store");
-    (RedisServer::start(), runtime)
-});
+        .expect("a runtime for the shared Redis stores")
+}
 
 /// A `RedisStore` under a fresh prefix on a `redis-server` shared by the whole test process.
 pub fn shared_store() -> RedisStore {
@@ -194,14 +197,8 @@ impl Drop for RedisServer {
 }
 
 /// The cluster and runtime behind [`shared_cluster_stores`].
-static SHARED_CLUSTER: LazyLock<(RedisCluster, tokio::runtime::Runtime)> = LazyLock::new(|| {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the shared Redis Cluster store");
-    (RedisCluster::start(3), runtime)
-});
+static SHARED_CLUSTER: LazyLock<(RedisCluster, tokio::runtime::Runtime)> =
+    LazyLock::new(|| (RedisCluster::start(3), shared_runtime()));
 
 /// `n` `RedisStore`s on a Redis Cluster of three shards shared by the whole test process, under
 /// one fresh prefix: the stores of `n` nodes of one service.

@@ -262,8 +262,7 @@ impl RedisStore {
             ),
         )
         .await?;
-        let channel = format!("{}heads", redis.prefix);
-        within(options.timeout, subscriber.subscribe(channel)).await?;
+        within(options.timeout, subscriber.subscribe(redis.heads())).await?;
         Ok(RedisStore::listening(
             redis,
             rx,
@@ -333,8 +332,7 @@ impl RedisStore {
             .build()
             .map_err(unavailable)?;
         let mut subscriber = within(options.timeout, pushes.get_async_connection()).await?;
-        let channel = format!("{}heads", redis.prefix);
-        within(options.timeout, subscriber.ssubscribe(channel)).await?;
+        within(options.timeout, subscriber.ssubscribe(redis.heads())).await?;
         Ok(RedisStore::listening(
             redis,
             rx,
@@ -372,6 +370,11 @@ impl RedisStore {
 }
 
 impl Redis {
+    /// The channel the scripts announce appends and drops on (`P heads` in `lua/common.lua`).
+    fn heads(&self) -> String {
+        format!("{}heads", self.prefix)
+    }
+
     /// Runs a script with the prefix as `ARGV[1]` and `args` after it.
     async fn run(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();

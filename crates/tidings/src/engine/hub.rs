@@ -88,15 +88,8 @@ impl Hub {
         topic: &Topic,
         message: impl Into<Payload>,
     ) -> Result<Offset, Error> {
-        let payload = message.into();
-        let limit = self.inner.retention.bytes;
-        if payload.len() > limit {
-            return Err(Error::MessageTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        let offset = self.append(topic, Record::Message(payload)).await?;
+        let record = self.message(message.into())?;
+        let offset = self.append(topic, record).await?;
         crate::engine::metrics::published(1);
         Ok(offset)
     }
@@ -114,16 +107,9 @@ impl Hub {
         topic: &Topic,
         messages: impl IntoIterator<Item = impl Into<Payload>>,
     ) -> Result<Vec<Offset>, Error> {
-        let limit = self.inner.retention.bytes;
         let records = messages
             .into_iter()
-            .map(|message| {
-                let payload = message.into();
-                match payload.len() {
-                    size if size > limit => Err(Error::MessageTooLarge { size, limit }),
-                    _ => Ok(Record::Message(payload)),
-                }
-            })
+            .map(|message| self.message(message.into()))
             .collect::<Result<Vec<Record>, Error>>()?;
         if records.is_empty() {
             return Ok(Vec::new());
@@ -300,6 +286,16 @@ impl Hub {
         match self.inner.store.channel(id).await? {
             Some(state) if state.closed.is_none() => Ok(()),
             _ => Err(Error::UnknownChannel),
+        }
+    }
+
+    /// The record of a published message, refused with [`Error::MessageTooLarge`] when it is
+    /// over the size limit.
+    fn message(&self, payload: Payload) -> Result<Record, Error> {
+        let limit = self.inner.retention.bytes;
+        match payload.len() {
+            size if size > limit => Err(Error::MessageTooLarge { size, limit }),
+            _ => Ok(Record::Message(payload)),
         }
     }
 

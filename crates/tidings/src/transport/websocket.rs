@@ -205,10 +205,7 @@ where
                 answer_by = None;
                 let (messages, end) = take_incoming(incoming, socket, protocol, (max, &mut heard));
                 if !messages.is_empty() {
-                    // Boxed: what a protocol does with a message (STOMP's replies and
-                    // subscriptions) would otherwise size every connection's state for its
-                    // whole life, idle or not.
-                    Box::pin(protocol.receive(&attachment.session, messages)).await;
+                    protocol.receive(&attachment.session, messages).await;
                 }
                 if let Some(end) = end {
                     return end;
