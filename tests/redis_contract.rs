@@ -1,8 +1,11 @@
 //! The store contract of `tidings::store::contract`, unchanged, against a real `redis-server`.
 
+use std::time::Duration;
+
 use tidings_redis::{Options, RedisStore};
-use tidings_store::contract;
-use tidings_tests::redis::RedisServer;
+use tidings::Payload;
+use tidings_store::{Record, Retention, Store, Topic, contract};
+use tidings_tests::redis::{RedisCluster, RedisServer};
 
 /// A store on `server` under a prefix of its own, so checks sharing the server do not see each
 /// other's channels.
@@ -46,4 +49,39 @@ async fn redis_cluster_store_keeps_the_contract() {
         tidings_tests::redis::shared_cluster_stores(1).remove(0)
     })
     .await;
+}
+
+/// One service's topics are spread over the shards of a cluster, and an append to any of them
+/// wakes a watcher on another node, whichever shard carries its announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn one_services_topics_spread_over_the_shards() {
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let connect = || RedisStore::connect_cluster(&urls, Options::default().prefix("spread:"));
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    for n in 0..96 {
+        let topic = Topic::from_stored(&format!("room-{n}"));
+        let mut head = b.watch(&topic).await.unwrap();
+        let start = *head.borrow_and_update();
+        let record = Record::Message(Payload::new(&format!("hello {n}")));
+        a.append(&topic, record.clone(), Retention::default())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), head.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{topic:?}: node B woken within 2 s"))
+            .unwrap();
+        let batch = b.read(&topic, start, 10).await.unwrap();
+        assert_eq!(batch.records.len(), 1, "{topic:?}: {batch:?}");
+        assert_eq!(batch.records[0].1, record);
+    }
+    let streams = cluster.keys_per_node("{spread:*}t:room-*");
+    assert_eq!(streams.iter().sum::<usize>(), 96, "{streams:?}");
+    assert!(
+        streams.iter().all(|&count| count >= 16),
+        "every shard holds a share of the topics: {streams:?}"
+    );
+    println!("topic streams per shard: {streams:?}");
 }

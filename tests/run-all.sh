@@ -25,6 +25,14 @@ die() {
   exit 1
 }
 
+step "disk"
+# A clean build of the workspace and its tests takes several GB under target/.
+df -h "$repo_root" | tail -n 1
+free_kb=$(df -Pk "$repo_root" | awk 'NR == 2 { print $4 }')
+if ((free_kb < 8 * 1024 * 1024)); then
+  printf 'run-all.sh: warning: only %s KiB free; the build may run out of disk\n' "$free_kb" >&2
+fi
+
 step "system packages (chromium, redis-server, python3-venv)"
 apt_packages=()
 [[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)

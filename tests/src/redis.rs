@@ -262,6 +262,21 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// How many keys matching `pattern` each node holds, in node order.
+    pub fn keys_per_node(&self, pattern: &str) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let port = node.port.to_string();
+                let scan = Command::new("redis-cli")
+                    .args(["-p", &port, "--scan", "--pattern", pattern])
+                    .output()
+                    .expect("run redis-cli (it comes with redis-server)");
+                String::from_utf8_lossy(&scan.stdout).lines().count()
+            })
+            .collect()
+    }
+
     /// Stops every node (their data is on disk).
     pub fn stop(&mut self) {
         for node in &mut self.nodes {

@@ -27,9 +27,10 @@
 //! fails within [`Options::timeout`] with [`StoreError::Unavailable`], which Tidings answers with
 //! HTTP 503 or close code 1013; nothing acknowledged before is lost if Redis persists its data.
 //!
-//! On a Redis Cluster ([`RedisStore::connect_cluster`]) one service's keys share one hash slot,
-//! and so one shard: the cluster brings failover and room for several services, not yet the
-//! spreading of one service's topics over the shards (`docs/design/redis-cluster.md`).
+//! On a Redis Cluster ([`RedisStore::connect_cluster`]) the topics are spread over the shards
+//! (in 64 groups of hash slots, each with its own announcement channel), while the session keys
+//! of a service share one slot (`layout.rs`, and `docs/design/redis-cluster.md` for spreading
+//! those too).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +51,10 @@ use tokio::sync::{mpsc, watch};
 
 mod codec;
 mod heads;
+mod layout;
 
 use heads::Heads;
+use layout::Layout;
 
 /// The Redis client crate this store is built on, for configuring connections without having
 /// to match its version.
@@ -128,15 +131,14 @@ impl Drop for Inner {
 #[derive(Clone)]
 struct Redis {
     connection: Connection,
-    /// What every key and the announcement channel start with: the prefix, in braces on a
-    /// cluster, so that they all hash to one slot.
-    prefix: String,
+    /// Where the keys and the announcement channels are.
+    layout: Arc<Layout>,
     timeout: Duration,
     scripts: Arc<Scripts>,
 }
 
 /// A connection to one Redis server, or to a Redis Cluster (which routes each script by the
-/// key it declares: the prefix, whose slot holds every key).
+/// key it declares: the base of its keys, whose slot holds every key it touches).
 #[derive(Clone)]
 enum Connection {
     Server(ConnectionManager),
@@ -205,17 +207,22 @@ macro_rules! scripts {
 scripts! {
     append: "append.lua",
     read: "read.lua",
+    follow: "follow.lua",
     create: "create.lua",
     channel: "channel.lua",
     subscribe: "subscribe.lua",
     unsubscribe: "unsubscribe.lua",
     save: "save.lua",
+    mark: "mark.lua",
     close: "close.lua",
     end: "end.lua",
     touch: "touch.lua",
     remove: "remove.lua",
     expired: "expired.lua",
+    drop: "drop.lua",
     idle: "idle.lua",
+    followed: "followed.lua",
+    drop_idle: "drop_idle.lua",
     acquire: "acquire.lua",
     release: "release.lua",
     users: "users.lua",
@@ -250,7 +257,7 @@ impl RedisStore {
         .await?;
         let redis = Redis {
             connection: Connection::Server(connection),
-            prefix: options.prefix.clone(),
+            layout: Arc::new(Layout::server(&options.prefix)),
             timeout: options.timeout,
             scripts: Arc::new(Scripts::new("PUBLISH")),
         };
@@ -262,7 +269,7 @@ impl RedisStore {
             ),
         )
         .await?;
-        within(options.timeout, subscriber.subscribe(redis.heads())).await?;
+        within(options.timeout, subscriber.subscribe(redis.layout.heads(0))).await?;
         Ok(RedisStore::listening(
             redis,
             rx,
@@ -289,12 +296,15 @@ impl RedisStore {
     /// `options`. Fails if none can be reached now; once connected, the store follows the
     /// cluster's slots and reconnects by itself.
     ///
-    /// Every key of the store and its announcement channel share the hash tag `{<prefix>}`, so
-    /// they live in one slot, on one shard: the scripts stay atomic as on one server, and
-    /// appends are announced with sharded pub/sub (`SPUBLISH`, Redis 7), which only that shard
-    /// carries. Services with different prefixes land on different slots, so several of them
-    /// spread over the shards; one service does not (yet): see `docs/design/redis-cluster.md`.
-    /// The prefix may not hold braces.
+    /// The topics are spread over the shards: each topic belongs to one of 64 groups, whose
+    /// keys share a hash tag (`{<prefix><n>}`) and whose slots are evenly spaced, so that the
+    /// appends, reads and announcements of a group all go to the shard holding it. Appends are
+    /// announced with sharded pub/sub (`SPUBLISH`, Redis 7) on the group's channel, which only
+    /// that shard carries; every node subscribes to all 64. The session keys (channels,
+    /// aliases, users, followers, expiry) share the hash tag `{<prefix>}`, so one slot: session
+    /// operations go to one shard (`docs/scaling.md`). Each script touches one slot, so it is
+    /// atomic as on one server; operations that touch a topic and a session run one script on
+    /// each, the topic's first. The prefix may not hold braces.
     ///
     /// Unlike on one server, a script whose connection breaks after Redis ran it may be sent
     /// again by the cluster client (which also follows redirections that way), so a publish
@@ -321,7 +331,7 @@ impl RedisStore {
         let connection = within(options.timeout, commands.get_async_connection()).await?;
         let redis = Redis {
             connection: Connection::Cluster(connection),
-            prefix: format!("{{{}}}", options.prefix),
+            layout: Arc::new(Layout::cluster(&options.prefix, layout::CLUSTER_GROUPS)),
             timeout: options.timeout,
             scripts: Arc::new(Scripts::new("SPUBLISH")),
         };
@@ -331,8 +341,18 @@ impl RedisStore {
             .push_sender(tx)
             .build()
             .map_err(unavailable)?;
-        let mut subscriber = within(options.timeout, pushes.get_async_connection()).await?;
-        within(options.timeout, subscriber.ssubscribe(redis.heads())).await?;
+        let subscriber = within(options.timeout, pushes.get_async_connection()).await?;
+        // One command per channel: each is in the slot of its group.
+        let subscriptions = (0..redis.layout.groups()).map(|group| {
+            let mut subscriber = subscriber.clone();
+            let channel = redis.layout.heads(group);
+            async move { subscriber.ssubscribe(channel).await }
+        });
+        within(
+            options.timeout,
+            futures::future::try_join_all(subscriptions),
+        )
+        .await?;
         Ok(RedisStore::listening(
             redis,
             rx,
@@ -359,9 +379,9 @@ impl RedisStore {
         }
     }
 
-    /// The key prefix in use.
+    /// The base of the session keys: the prefix, in braces on a cluster.
     pub fn prefix(&self) -> &str {
-        &self.inner.redis.prefix
+        self.inner.redis.layout.sessions()
     }
 
     fn redis(&self) -> &Redis {
@@ -370,24 +390,24 @@ impl RedisStore {
 }
 
 impl Redis {
-    /// The channel the scripts announce appends and drops on (`P heads` in `lua/common.lua`).
-    fn heads(&self) -> String {
-        format!("{}heads", self.prefix)
-    }
-
-    /// Runs a script with the prefix as `ARGV[1]` and `args` after it.
-    async fn run(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
+    /// Runs a script on the keys under `base`, which it gets as `ARGV[1]`, with `args` after.
+    async fn run(&self, script: &Script, base: &str, args: Vec<String>) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();
-        // The prefix as the one key declared: a cluster sends the script to the node serving
-        // its slot, which holds every key the script touches.
-        invocation.key(&self.prefix).arg(&self.prefix).arg(args);
+        // The base as the one key declared: a cluster sends the script to the node serving its
+        // slot, which holds every key the script touches.
+        invocation.key(base).arg(base).arg(args);
         let mut connection = self.connection.clone();
         within(self.timeout, invocation.invoke_async(&mut connection)).await
     }
 
-    /// Runs a script that answers 1 for yes and 0 for no.
+    /// Runs a script on the session keys.
+    async fn sessions(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
+        self.run(script, self.layout.sessions(), args).await
+    }
+
+    /// Runs a script on the session keys that answers 1 for yes and 0 for no.
     async fn flag(&self, script: &Script, args: Vec<String>) -> Result<bool, StoreError> {
-        Ok(codec::int(self.run(script, args).await?)? == 1)
+        Ok(codec::int(self.sessions(script, args).await?)? == 1)
     }
 
     /// Reads a topic from Redis: the records from `from` (or from the oldest retained one, if
@@ -403,6 +423,7 @@ impl Redis {
         let answer = self
             .run(
                 &self.scripts.read,
+                self.layout.topic(topic.as_str()),
                 args![topic.as_str(), epoch.0, from, bounded(max), new_epoch()],
             )
             .await?;
@@ -418,6 +439,82 @@ impl Redis {
     async fn head(&self, topic: &Topic) -> Result<Cursor, StoreError> {
         let (epoch, last, _, _) = self.read(topic, Epoch(0), 0, 0).await?;
         Ok(Cursor::new(epoch, last))
+    }
+
+    /// Makes sure `topics` exist and counts them as used now (`follow.lua`), one script per
+    /// group, run together: the first step of following them. Returns their heads as stored
+    /// cursors, in order, and where the backlog of `backlog` (one of them) starts.
+    async fn follow(
+        &self,
+        topics: &[String],
+        backlog: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let groups = grouped(0..topics.len(), |&i| self.layout.group_of(&topics[i]));
+        let calls = groups.into_iter().map(|(group, indices)| async move {
+            let backlog = backlog.filter(|topic| indices.iter().any(|&i| topics[i] == *topic));
+            let mut args = args![backlog.unwrap_or_default()];
+            for &index in &indices {
+                args.push(topics[index].clone());
+                args.push(new_epoch());
+            }
+            let answer = self.run(&self.scripts.follow, self.layout.group(group), args);
+            let mut heads = codec::texts(answer.await?)?;
+            let start = if backlog.is_some() { heads.pop() } else { None };
+            if heads.len() != indices.len() {
+                return Err(codec::corrupt("heads", &format!("{heads:?}")));
+            }
+            Ok::<_, StoreError>((indices, heads, start))
+        });
+        let mut heads = vec![String::new(); topics.len()];
+        let mut start = None;
+        for (indices, found, backlog) in futures::future::try_join_all(calls).await? {
+            for (index, head) in indices.into_iter().zip(found) {
+                heads[index] = head;
+            }
+            start = start.or(backlog);
+        }
+        Ok((heads, start))
+    }
+
+    /// Drops the private topics of removed channels, in their groups. A failure leaves them to
+    /// the idle sweep, since nobody follows them any more.
+    async fn drop_private(&self, ids: &[ChannelId]) {
+        let topics = ids.iter().map(|id| Topic::channel(*id).as_str().to_owned());
+        let groups = grouped(topics, |topic| self.layout.group_of(topic));
+        let drops = groups.into_iter().map(|(group, topics)| {
+            self.run(&self.scripts.drop, self.layout.group(group), topics)
+        });
+        if let Err(error) = futures::future::try_join_all(drops).await {
+            tracing::warn!(%error, "could not drop the private topics of removed channels");
+        }
+    }
+
+    /// Drops up to `max` idle topics of `group` that nobody follows, in three steps: the idle
+    /// topics of the group, which of them some channel follows (in the session keys), then the
+    /// drop of those still idle and unfollowed. Returns the topics dropped.
+    async fn drop_idle(
+        &self,
+        group: usize,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let base = self.layout.group(group);
+        let answer = self.run(&self.scripts.idle, base, args![millis(idle), max]);
+        let [cutoff, candidates] = parts(answer.await?)?;
+        let candidates = codec::texts(candidates)?;
+        if candidates.is_empty() {
+            return Ok(candidates);
+        }
+        let flags = codec::texts(self.sessions(&self.scripts.followed, candidates.clone()).await?)?;
+        if flags.len() != candidates.len() {
+            return Err(codec::corrupt("flags", &format!("{flags:?}")));
+        }
+        let mut args = args![codec::text(cutoff)?];
+        for (topic, followed) in candidates.into_iter().zip(flags) {
+            args.push(topic);
+            args.push(followed);
+        }
+        codec::texts(self.run(&self.scripts.drop_idle, base, args).await?)
     }
 }
 
@@ -437,7 +534,11 @@ async fn listen(
                 }
             }
             PushKind::Subscribe | PushKind::SSubscribe => {
-                tokio::spawn(refresh(redis.clone(), heads.clone()));
+                let group = match push.data.first() {
+                    Some(Value::BulkString(channel)) => redis.layout.group_of_heads(channel),
+                    _ => None,
+                };
+                tokio::spawn(refresh(redis.clone(), heads.clone(), group));
             }
             PushKind::Disconnection => {
                 tracing::warn!("lost the Redis subscription; reconnecting");
@@ -462,11 +563,14 @@ async fn revive(mut subscriber: Connection) {
     }
 }
 
-/// Reads the head of every watched topic, for the announcements that may have been lost. The
-/// command connection may still be reconnecting (its first command after a loss fails), so
-/// topics that fail are tried again for a while.
-async fn refresh(redis: Redis, heads: Arc<Heads>) {
+/// Reads the head of every watched topic of `group` (or of every group), for the
+/// announcements that may have been lost. The command connection may still be reconnecting (its
+/// first command after a loss fails), so topics that fail are tried again for a while.
+async fn refresh(redis: Redis, heads: Arc<Heads>, group: Option<usize>) {
     let mut pending = heads.watched();
+    if let Some(group) = group {
+        pending.retain(|(topic, _)| redis.layout.group_of(topic.as_str()) == group);
+    }
     for _ in 0..40 {
         let failed = Mutex::new(Vec::new());
         futures::stream::iter(pending)
@@ -571,27 +675,42 @@ impl Store for RedisStore {
             .map(Alias::to_string)
             .unwrap_or_default();
         let user = state.user.clone().unwrap_or_default();
-        let ttl = millis(ttl);
-        let epochs: Vec<String> = topics.iter().map(|_| new_epoch()).collect();
-        let mut args = args![id, alias, user, attributes, ttl, max_per_user];
-        for (topic, epoch) in topics.into_iter().zip(epochs) {
+        // The user's topic, which a user's first channel starts on the backlog of.
+        let backlog = state
+            .user
+            .as_deref()
+            .map(Topic::user)
+            .filter(|topic| state.topics.contains_key(topic))
+            .map(|topic| topic.as_str().to_owned());
+        let (heads, start) = redis.follow(&topics, backlog.as_deref()).await?;
+        let mut args = args![
+            id,
+            alias,
+            user,
+            attributes,
+            millis(ttl),
+            max_per_user,
+            backlog.unwrap_or_default(),
+            start.unwrap_or_default()
+        ];
+        for (topic, head) in topics.into_iter().zip(heads) {
             args.push(topic);
-            args.push(epoch);
+            args.push(head);
         }
-        let answer = redis.run(&redis.scripts.create, args).await?;
+        let answer = redis.sessions(&redis.scripts.create, args).await?;
         codec::decode_creation(answer)
     }
 
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
         let redis = self.redis();
-        let answer = redis.run(&redis.scripts.channel, args![id, "id"]).await?;
+        let answer = redis.sessions(&redis.scripts.channel, args![id, "id"]).await?;
         codec::decode_channel(answer)
     }
 
     async fn channel_by_alias(&self, alias: &Alias) -> Result<Option<ChannelState>, StoreError> {
         let redis = self.redis();
         let answer = redis
-            .run(&redis.scripts.channel, args![alias.to_string(), "alias"])
+            .sessions(&redis.scripts.channel, args![alias.to_string(), "alias"])
             .await?;
         codec::decode_channel(answer)
     }
@@ -609,10 +728,13 @@ impl Store for RedisStore {
             .as_ref()
             .map(|l| format!("={l}"))
             .unwrap_or_default();
+        let (heads, _) = redis.follow(&[topic.as_str().to_owned()], None).await?;
+        let [head] = <[String; 1]>::try_from(heads)
+            .map_err(|heads| codec::corrupt("heads", &format!("{heads:?}")))?;
         let answer = redis
-            .run(
+            .sessions(
                 &redis.scripts.subscribe,
-                args![id, topic.as_str(), new_epoch(), from, label],
+                args![id, topic.as_str(), head, from, label],
             )
             .await?;
         match answer {
@@ -642,7 +764,14 @@ impl Store for RedisStore {
             args.push(topic.as_str().to_owned());
             args.push(codec::encode_cursor(*cursor));
         }
-        redis.run(&redis.scripts.save, args).await?;
+        // The user's topic's mark follows its cursor, in the topic's keys.
+        if let [topic, cursor] = &codec::texts(redis.sessions(&redis.scripts.save, args).await?)?[..]
+        {
+            let base = redis.layout.topic(topic);
+            redis
+                .run(&redis.scripts.mark, base, args![topic, cursor])
+                .await?;
+        }
         Ok(())
     }
 
@@ -673,8 +802,11 @@ impl Store for RedisStore {
 
     async fn remove_channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
         let redis = self.redis();
-        let answer = redis.run(&redis.scripts.remove, args![id]).await?;
+        let answer = redis.sessions(&redis.scripts.remove, args![id]).await?;
         let state = codec::decode_channel(answer)?;
+        if state.is_some() {
+            redis.drop_private(&[id]).await;
+        }
         self.inner.heads.dropped(&Topic::channel(id));
         Ok(state)
     }
@@ -682,9 +814,11 @@ impl Store for RedisStore {
     async fn take_expired(&self, max: usize) -> Result<Vec<ChannelState>, StoreError> {
         let redis = self.redis();
         let answer = redis
-            .run(&redis.scripts.expired, args![bounded(max)])
+            .sessions(&redis.scripts.expired, args![bounded(max)])
             .await?;
         let states = codec::decode_channels(answer)?;
+        let ids: Vec<ChannelId> = states.iter().map(|state| state.id).collect();
+        redis.drop_private(&ids).await;
         for state in &states {
             self.inner.heads.dropped(&Topic::channel(state.id));
         }
@@ -693,14 +827,20 @@ impl Store for RedisStore {
 
     async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError> {
         let redis = self.redis();
-        let answer = redis
-            .run(&redis.scripts.idle, args![millis(idle), bounded(max)])
-            .await?;
-        let dropped = codec::texts(answer)?;
-        for topic in &dropped {
-            self.inner.heads.dropped(&Topic::from_stored(topic));
+        let (groups, max) = (redis.layout.groups(), bounded(max));
+        // Each group gets its share of `max`.
+        let sweeps = (0..groups)
+            .map(|group| (group, max / groups + usize::from(group < max % groups)))
+            .filter(|&(_, share)| share > 0)
+            .map(|(group, share)| redis.drop_idle(group, idle, share));
+        let mut count = 0;
+        for dropped in futures::future::try_join_all(sweeps).await? {
+            count += dropped.len();
+            for topic in &dropped {
+                self.inner.heads.dropped(&Topic::from_stored(topic));
+            }
         }
-        Ok(dropped.len())
+        Ok(count)
     }
 
     async fn acquire_receiver(
@@ -721,7 +861,7 @@ impl Store for RedisStore {
     async fn release_receiver(&self, id: ChannelId, holder: Id128) -> Result<(), StoreError> {
         let redis = self.redis();
         redis
-            .run(&redis.scripts.release, args![id, holder.to_string()])
+            .sessions(&redis.scripts.release, args![id, holder.to_string()])
             .await?;
         Ok(())
     }
@@ -736,7 +876,9 @@ impl Store for RedisStore {
 
     async fn user_channels(&self, user: &str) -> Result<Vec<ChannelId>, StoreError> {
         let redis = self.redis();
-        let answer = redis.run(&redis.scripts.users, args!["user", user]).await?;
+        let answer = redis
+            .sessions(&redis.scripts.users, args!["user", user])
+            .await?;
         codec::texts(answer)?
             .iter()
             .map(|id| id.parse().map_err(|_| codec::corrupt("channel id", id)))
@@ -766,7 +908,8 @@ impl RedisStore {
             args.push(codec::encode_record(record)?);
             args.push(record.len().to_string());
         }
-        let answer = redis.run(&redis.scripts.append, args).await?;
+        let base = redis.layout.topic(topic.as_str());
+        let answer = redis.run(&redis.scripts.append, base, args).await?;
         let [epoch, offset, first] = parts(answer)?;
         let epoch = Epoch(codec::number(&codec::text(epoch)?, "epoch")?);
         let (offset, first) = (Offset(codec::int(offset)?), Offset(codec::int(first)?));
@@ -779,7 +922,7 @@ impl RedisStore {
     /// Counts the channels of a topic (or all of them) by user.
     async fn users(&self, what: &str, name: &str) -> Result<Presence, StoreError> {
         let redis = self.redis();
-        let answer = redis.run(&redis.scripts.users, args![what, name]).await?;
+        let answer = redis.sessions(&redis.scripts.users, args![what, name]).await?;
         let mut presence = Presence::default();
         for user in codec::texts(answer)? {
             presence.channels += 1;
@@ -795,6 +938,19 @@ impl RedisStore {
 /// so a cursor from an earlier life is never taken for one in this life.
 fn new_epoch() -> String {
     (rand::random::<u64>() | 1).to_string()
+}
+
+/// `items` in groups of equal `key`, in the order each key first appears.
+fn grouped<T>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> usize) -> Vec<(usize, Vec<T>)> {
+    let mut groups: Vec<(usize, Vec<T>)> = Vec::new();
+    for item in items {
+        let group = key(&item);
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, members)) => members.push(item),
+            None => groups.push((group, vec![item])),
+        }
+    }
+    groups
 }
 
 /// Caps a count handed to a script: Lua numbers are doubles, and Redis takes no `LIMIT` in

@@ -1,4 +1,4 @@
--- ARGV: prefix, id, holder, ttl in ms. Returns 1 if holder now holds the receiver lock.
+-- Session keys. ARGV: base, id, holder, ttl in ms. Returns 1 if holder now holds the receiver lock.
 local id, holder, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ck = P .. 'c:' .. id
 if redis.call('EXISTS', ck) == 0 then

@@ -1,7 +1,7 @@
--- ARGV: prefix, topic, max messages, max bytes, epoch for a new topic, age in ms (0 for none),
--- then a record and its size for each record of the batch (at least one). Appends them at
--- consecutive offsets, applies retention once, and announces them together.
--- Returns {epoch, offset of the last, first}.
+-- Topic keys. ARGV: base, topic, max messages, max bytes, epoch for a new topic, age in ms (0 for
+-- none), then a record and its size for each record of the batch (at least one). Appends them at
+-- consecutive offsets, applies retention once, and announces them together. Returns {epoch, offset
+-- of the last, first}.
 local topic = ARGV[2]
 local max_messages, max_bytes, age = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
 local epoch = topic_meta(topic, ARGV[5])

@@ -1,4 +1,4 @@
--- ARGV: prefix, id or alias, 'alias' to look the channel up by alias.
+-- Session keys. ARGV: base, id or alias, 'alias' to look the channel up by alias.
 -- Returns {id, hash}, or nil.
 local id = ARGV[2]
 if ARGV[3] == 'alias' then

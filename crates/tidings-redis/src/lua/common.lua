@@ -1,21 +1,28 @@
--- Shared by every script: ARGV[1] is the key prefix. Keys (P = prefix):
+-- Shared by every script. ARGV[1] is the base of the keys the script touches, which is also the
+-- one key it declares (see layout.rs): the session keys' base, or the base of a topic group.
+-- Every key of one script shares that base.
+--
+-- Topic keys (P = the base of the topic's group):
 --   P t:<topic>  stream of records, entry id <offset>-0, fields r (record), n (size) and w (when
 --                appended, in ms)
 --   P m:<topic>  hash: epoch, last (offset), first (oldest retained offset), bytes, age (the
 --                last append's age bound in ms, 0 for none), and for a user's topic, mark (the
 --                offset the user's channels took it to)
---   P s:<topic>  set of the channel ids following the topic
 --   P topics     sorted set: topic -> when last appended to (or found followed), in ms, plus
 --                its age bound
+--   P heads      the pub/sub channel appends and drops are announced on (see heads.rs), with
+--                PUBLISH on one server and SPUBLISH (sharded pub/sub) on a cluster; PUBLISH is
+--                set before this file
+-- Session keys (P = the sessions' base):
+--   P s:<topic>  set of the channel ids following the topic
 --   P c:<id>     hash: u user, x attributes (JSON), k close ("<code> <reason>"), a alias,
 --                e ended ("1"), and t:<topic> -> "<epoch>:<offset>" per followed topic
 --   P a:<alias>  the id of the channel holding the alias
 --   P r:<id>     the receiver lock: the holder, with an expiry
 --   P u:<user>   set of the user's channel ids
 --   P expiry     sorted set: channel id -> when it expires, in ms
--- Changes are announced on the channel P heads (see heads.rs), with PUBLISH on one server and
--- SPUBLISH (sharded pub/sub) on a cluster, where P holds a hash tag and every key and the
--- channel are in one slot; PUBLISH is set before this file.
+-- On one server both bases are the prefix. On a cluster each is a hash tag, so a script's keys
+-- are all in the slot of the key it declares.
 local P = ARGV[1]
 
 -- Lua prints large numbers in exponent form; stream ids and cursors need every digit.
@@ -77,8 +84,9 @@ local function drop_aged(topic, last, now)
   end)
 end
 
+-- Its followers are in the session keys: a topic is dropped once it has none.
 local function drop_topic(topic)
-  redis.call('DEL', P .. 't:' .. topic, P .. 'm:' .. topic, P .. 's:' .. topic)
+  redis.call('DEL', P .. 't:' .. topic, P .. 'm:' .. topic)
   redis.call('ZREM', P .. 'topics', topic)
   redis.call(PUBLISH, P .. 'heads', cjson.encode({ t = topic, d = 1 }))
 end
@@ -94,7 +102,8 @@ local function expire_at(id, at)
   end
 end
 
--- Removes a channel and everything that refers to it. Returns its hash, flat, or nil.
+-- Removes a channel and everything in the session keys that refers to it. Returns its hash,
+-- flat, or nil. Its private topic is in the topic keys, dropped by the caller.
 local function remove_channel(id)
   local ck = P .. 'c:' .. id
   local state = redis.call('HGETALL', ck)
@@ -103,7 +112,6 @@ local function remove_channel(id)
   if #state == 0 then
     return nil
   end
-  local private = '$channel:' .. id
   for i = 1, #state, 2 do
     local field, value = state[i], state[i + 1]
     if string.sub(field, 1, 2) == 't:' then
@@ -116,7 +124,6 @@ local function remove_channel(id)
       redis.call('SREM', P .. 'u:' .. value, id)
     end
   end
-  drop_topic(private)
   redis.call('DEL', ck)
   return state
 end

@@ -1,5 +1,7 @@
--- ARGV: prefix, id, alias ('' for none), user ('' for none), attributes (JSON), ttl in ms,
--- the most open channels the user may have, then pairs of topic and the epoch to give it if new.
+-- Session keys. ARGV: base, id, alias ('' for none), user ('' for none), attributes (JSON), ttl
+-- in ms, the most open channels the user may have, the user topic the channel starts on the
+-- backlog of if the user has no open channel ('' for none) and where that backlog starts, then
+-- pairs of topic and its head (follow.lua made sure each exists).
 -- Returns {'existing', id, hash} of the channel already holding the alias, {'full'} when the user
 -- has the most open channels allowed, else {'created', id, hash} of the channel stored.
 local id, alias, user, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7])
@@ -21,10 +23,10 @@ if user ~= '' then
   end
 end
 -- A user with no open channel gets what was sent to it since its channels last took the
--- user's topic (the mark), less what is older than the topic's age bound.
+-- user's topic (the mark).
 local backlog = ''
-if user ~= '' and open == 0 then
-  backlog = '$user:' .. user
+if open == 0 then
+  backlog = ARGV[8]
 end
 if alias ~= '' then
   redis.call('SET', P .. 'a:' .. alias, id)
@@ -38,16 +40,13 @@ if user ~= '' then
   redis.call('HSET', ck, 'u', user)
   redis.call('SADD', P .. 'u:' .. user, id)
 end
-for i = 8, #ARGV, 2 do
-  local topic = ARGV[i]
-  local epoch, last = topic_meta(topic, ARGV[i + 1])
-  local start = last
+for i = 10, #ARGV, 2 do
+  local topic, start = ARGV[i], ARGV[i + 1]
   if topic == backlog then
-    drop_aged(topic, last, now_ms())
-    start = tonumber(redis.call('HGET', P .. 'm:' .. topic, 'mark') or '0')
+    start = ARGV[9]
   end
   redis.call('SADD', P .. 's:' .. topic, id)
-  redis.call('HSET', ck, 't:' .. topic, epoch .. ':' .. int(start))
+  redis.call('HSET', ck, 't:' .. topic, start)
 end
 expire_at(id, now_ms() + tonumber(ARGV[6]))
 return { 'created', id, redis.call('HGETALL', ck) }

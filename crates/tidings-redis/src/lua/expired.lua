@@ -1,5 +1,5 @@
--- ARGV: prefix, max. Removes up to max channels whose expiry has passed and whose receiver
--- lock is free. Returns a list of {id, hash}.
+-- Session keys. ARGV: base, max. Removes up to max channels whose expiry has passed and whose
+-- receiver lock is free. Returns a list of {id, hash}.
 local max = tonumber(ARGV[2])
 local taken = {}
 if max == 0 then

@@ -1,18 +1,7 @@
--- ARGV: prefix, idle in ms, max. Drops up to max topics nobody follows that saw no append for
--- idle (plus their age bound: the score of a topic is when it was last appended to, or found
--- followed, plus that bound); a followed topic found on the way counts as used now. Returns the
--- topics dropped.
+-- Topic keys. ARGV: base, idle in ms, max. The first step of dropping idle topics: up to max
+-- topics of the group that saw no append for idle (plus their age bound: the score of a topic
+-- is when it was last appended to, or found followed, plus that bound). Returns {cutoff,
+-- topics}, the cutoff being the score at or below which a topic counts as idle.
 local idle, max = tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = now_ms()
-local dropped = {}
-local candidates = redis.call('ZRANGEBYSCORE', P .. 'topics', '-inf', now - idle, 'LIMIT', 0, max)
-for _, topic in ipairs(candidates) do
-  if #live_members(P .. 's:' .. topic) == 0 then
-    drop_topic(topic)
-    dropped[#dropped + 1] = topic
-  else
-    local age = tonumber(redis.call('HGET', P .. 'm:' .. topic, 'age') or '0')
-    redis.call('ZADD', P .. 'topics', now + age, topic)
-  end
-end
-return dropped
+local cutoff = now_ms() - idle
+return { int(cutoff), redis.call('ZRANGEBYSCORE', P .. 'topics', '-inf', cutoff, 'LIMIT', 0, max) }

@@ -1,4 +1,4 @@
--- ARGV: prefix, topic, cursor epoch, first offset wanted, max, epoch for a new topic.
+-- Topic keys. ARGV: base, topic, cursor epoch, first offset wanted, max, epoch for a new topic.
 -- Reads from the wanted offset, or from the oldest retained one when the wanted one is gone or
 -- of another epoch. Returns {epoch, last, first, entries}.
 local topic, max = ARGV[2], tonumber(ARGV[5])

@@ -1,4 +1,4 @@
--- ARGV: prefix, id, holder.
+-- Session keys. ARGV: base, id, holder.
 local key = P .. 'r:' .. ARGV[2]
 if redis.call('GET', key) == ARGV[3] then
   redis.call('DEL', key)

@@ -1,6 +1,6 @@
--- ARGV: prefix, id, topic, epoch for a new topic, the cursor to start from ('' for the head),
--- the label ('' to keep the one there is, else '=' and the label). Returns "<epoch>:<offset>",
--- or nil for an unknown channel.
+-- Session keys. ARGV: base, id, topic, its head (follow.lua made sure it exists), the cursor to
+-- start from ('' for the head), the label ('' to keep the one there is, else '=' and the
+-- label). Returns "<epoch>:<offset>", or nil for an unknown channel.
 local id, topic, from, label = ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local ck = P .. 'c:' .. id
 if redis.call('EXISTS', ck) == 0 then
@@ -14,11 +14,10 @@ local cursor = redis.call('HGET', ck, field)
 if cursor then
   return cursor
 end
-local epoch, last = topic_meta(topic, ARGV[4])
 if from ~= '' then
   cursor = from
 else
-  cursor = epoch .. ':' .. int(last)
+  cursor = ARGV[4]
 end
 redis.call('SADD', P .. 's:' .. topic, id)
 redis.call('HSET', ck, field, cursor)

@@ -1,4 +1,4 @@
--- ARGV: prefix, id, ttl in ms. Returns 1 if the channel exists.
+-- Session keys. ARGV: base, id, ttl in ms. Returns 1 if the channel exists.
 local id = ARGV[2]
 if redis.call('EXISTS', P .. 'c:' .. id) == 0 then
   return 0

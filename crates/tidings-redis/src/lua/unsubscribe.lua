@@ -1,4 +1,4 @@
--- ARGV: prefix, id, topic. Returns 1 if the channel followed the topic.
+-- Session keys. ARGV: base, id, topic. Returns 1 if the channel followed the topic.
 local id, topic = ARGV[2], ARGV[3]
 local ck = P .. 'c:' .. id
 redis.call('HDEL', ck, 'l:' .. topic)

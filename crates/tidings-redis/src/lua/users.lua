@@ -1,4 +1,4 @@
--- ARGV: prefix, what ('topic', 'online' or 'user'), topic or user name.
+-- Session keys. ARGV: base, what ('topic', 'online' or 'user'), topic or user name.
 -- 'topic' and 'online': the user of every open channel following the topic, or of every open
 -- channel ('' for anonymous). 'user': the ids of the user's open channels.
 local what = ARGV[2]
