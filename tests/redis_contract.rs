@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use tidings_redis::{Options, RedisStore};
 use tidings::Payload;
+use tidings_redis::{Options, RedisStore};
 use tidings_store::{Record, Retention, Store, Topic, contract};
 use tidings_tests::redis::{RedisCluster, RedisServer};
 
@@ -65,7 +65,7 @@ async fn one_services_topics_spread_over_the_shards() {
         let topic = Topic::from_stored(&format!("room-{n}"));
         let mut head = b.watch(&topic).await.unwrap();
         let start = *head.borrow_and_update();
-        let record = Record::Message(Payload::new(&format!("hello {n}")));
+        let record = Record::Message(Payload::new(format!("hello {n}")));
         a.append(&topic, record.clone(), Retention::default())
             .await
             .unwrap();
@@ -84,4 +84,8 @@ async fn one_services_topics_spread_over_the_shards() {
         "every shard holds a share of the topics: {streams:?}"
     );
     println!("topic streams per shard: {streams:?}");
+    println!(
+        "scripts per shard: {:?}",
+        cluster.info_per_node("cmdstat_evalsha")
+    );
 }

@@ -277,6 +277,26 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The line of `INFO all` starting with `field` on each node, in node order.
+    pub fn info_per_node(&self, field: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let port = node.port.to_string();
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port, "info", "all"])
+                    .output()
+                    .expect("run redis-cli (it comes with redis-server)");
+                String::from_utf8_lossy(&info.stdout)
+                    .lines()
+                    .find(|line| line.starts_with(field))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    }
+
     /// Stops every node (their data is on disk).
     pub fn stop(&mut self) {
         for node in &mut self.nodes {

@@ -124,7 +124,11 @@ mod tests {
         for g in 0..CLUSTER_GROUPS {
             let base = layout.group(g);
             let tag = base.trim_start_matches('{').trim_end_matches('}');
-            assert_eq!(usize::from(slot(tag)) * CLUSTER_GROUPS / 16_384, g, "{base}");
+            assert_eq!(
+                usize::from(slot(tag)) * CLUSTER_GROUPS / 16_384,
+                g,
+                "{base}"
+            );
             assert_eq!(layout.group_of_heads(layout.heads(g).as_bytes()), Some(g));
         }
         assert_eq!(layout.sessions(), "{tidings:}");
@@ -144,6 +148,9 @@ mod tests {
         for n in 0..6_400 {
             counts[layout.group_of(&format!("room-{n}"))] += 1;
         }
-        assert!(counts.iter().all(|&c| (50..=150).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (50..=150).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

@@ -391,7 +391,12 @@ impl RedisStore {
 
 impl Redis {
     /// Runs a script on the keys under `base`, which it gets as `ARGV[1]`, with `args` after.
-    async fn run(&self, script: &Script, base: &str, args: Vec<String>) -> Result<Value, StoreError> {
+    async fn run(
+        &self,
+        script: &Script,
+        base: &str,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();
         // The base as the one key declared: a cluster sends the script to the node serving its
         // slot, which holds every key the script touches.
@@ -481,9 +486,9 @@ impl Redis {
     async fn drop_private(&self, ids: &[ChannelId]) {
         let topics = ids.iter().map(|id| Topic::channel(*id).as_str().to_owned());
         let groups = grouped(topics, |topic| self.layout.group_of(topic));
-        let drops = groups.into_iter().map(|(group, topics)| {
-            self.run(&self.scripts.drop, self.layout.group(group), topics)
-        });
+        let drops = groups
+            .into_iter()
+            .map(|(group, topics)| self.run(&self.scripts.drop, self.layout.group(group), topics));
         if let Err(error) = futures::future::try_join_all(drops).await {
             tracing::warn!(%error, "could not drop the private topics of removed channels");
         }
@@ -505,7 +510,10 @@ impl Redis {
         if candidates.is_empty() {
             return Ok(candidates);
         }
-        let flags = codec::texts(self.sessions(&self.scripts.followed, candidates.clone()).await?)?;
+        let flags = codec::texts(
+            self.sessions(&self.scripts.followed, candidates.clone())
+                .await?,
+        )?;
         if flags.len() != candidates.len() {
             return Err(codec::corrupt("flags", &format!("{flags:?}")));
         }
@@ -703,7 +711,9 @@ impl Store for RedisStore {
 
     async fn channel(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
         let redis = self.redis();
-        let answer = redis.sessions(&redis.scripts.channel, args![id, "id"]).await?;
+        let answer = redis
+            .sessions(&redis.scripts.channel, args![id, "id"])
+            .await?;
         codec::decode_channel(answer)
     }
 
@@ -765,7 +775,8 @@ impl Store for RedisStore {
             args.push(codec::encode_cursor(*cursor));
         }
         // The user's topic's mark follows its cursor, in the topic's keys.
-        if let [topic, cursor] = &codec::texts(redis.sessions(&redis.scripts.save, args).await?)?[..]
+        if let [topic, cursor] =
+            &codec::texts(redis.sessions(&redis.scripts.save, args).await?)?[..]
         {
             let base = redis.layout.topic(topic);
             redis
@@ -922,7 +933,9 @@ impl RedisStore {
     /// Counts the channels of a topic (or all of them) by user.
     async fn users(&self, what: &str, name: &str) -> Result<Presence, StoreError> {
         let redis = self.redis();
-        let answer = redis.sessions(&redis.scripts.users, args![what, name]).await?;
+        let answer = redis
+            .sessions(&redis.scripts.users, args![what, name])
+            .await?;
         let mut presence = Presence::default();
         for user in codec::texts(answer)? {
             presence.channels += 1;
@@ -941,7 +954,10 @@ fn new_epoch() -> String {
 }
 
 /// `items` in groups of equal `key`, in the order each key first appears.
-fn grouped<T>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> usize) -> Vec<(usize, Vec<T>)> {
+fn grouped<T>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> usize,
+) -> Vec<(usize, Vec<T>)> {
     let mut groups: Vec<(usize, Vec<T>)> = Vec::new();
     for item in items {
         let group = key(&item);
