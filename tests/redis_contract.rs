@@ -77,7 +77,11 @@ async fn one_services_topics_spread_over_the_shards() {
         assert_eq!(batch.records.len(), 1, "{topic:?}: {batch:?}");
         assert_eq!(batch.records[0].1, record);
     }
-    let streams = cluster.keys_per_node("{spread:*}t:room-*");
+    let streams: Vec<usize> = cluster
+        .keys_per_node("{spread:*}t:room-*")
+        .iter()
+        .map(Vec::len)
+        .collect();
     assert_eq!(streams.iter().sum::<usize>(), 96, "{streams:?}");
     assert!(
         streams.iter().all(|&count| count >= 16),
@@ -88,4 +92,44 @@ async fn one_services_topics_spread_over_the_shards() {
         "scripts per shard: {:?}",
         cluster.info_per_node("cmdstat_evalsha")
     );
+}
+
+/// A topic whose slot moves to another shard (as resharding does) still wakes a watcher on
+/// another node, and loses nothing: Redis drops the subscribers of a moved slot's shard
+/// channel, and the store subscribes again on the new shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn a_topic_whose_slot_moves_keeps_waking_its_watchers() {
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let connect = || RedisStore::connect_cluster(&urls, Options::default().prefix("moving:"));
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    let topic = Topic::from_stored("room");
+    let mut head = b.watch(&topic).await.unwrap();
+    let start = *head.borrow_and_update();
+    let mut sent = Vec::new();
+    let mut publish = async |text: String| {
+        let record = Record::Message(Payload::new(text));
+        a.append(&topic, record.clone(), Retention::default())
+            .await
+            .unwrap();
+        sent.push(record);
+        tokio::time::timeout(Duration::from_secs(5), head.changed())
+            .await
+            .expect("node B woken within 5 s")
+            .unwrap();
+    };
+    publish("before".to_owned()).await;
+    let stream = cluster.keys_per_node("{moving:*}t:room").concat();
+    let slot = cluster.slot_of(&stream[0]);
+    let owner = cluster.slot_owner(slot);
+    cluster.move_slot(slot, (owner + 1) % 3);
+    assert_eq!(cluster.slot_owner(slot), (owner + 1) % 3);
+    for n in 0..3 {
+        publish(format!("after {n}")).await;
+    }
+    let batch = b.read(&topic, start, 10).await.unwrap();
+    let read: Vec<Record> = batch.records.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(read, sent, "node B reads every record, in order");
 }

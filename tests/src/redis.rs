@@ -262,39 +262,101 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// How many keys matching `pattern` each node holds, in node order.
-    pub fn keys_per_node(&self, pattern: &str) -> Vec<usize> {
-        self.nodes
-            .iter()
-            .map(|node| {
-                let port = node.port.to_string();
-                let scan = Command::new("redis-cli")
-                    .args(["-p", &port, "--scan", "--pattern", pattern])
-                    .output()
-                    .expect("run redis-cli (it comes with redis-server)");
-                String::from_utf8_lossy(&scan.stdout).lines().count()
-            })
+    /// The keys matching `pattern` on each node, in node order.
+    pub fn keys_per_node(&self, pattern: &str) -> Vec<Vec<String>> {
+        (0..self.nodes.len())
+            .map(|node| self.cli(node, &["--scan", "--pattern", pattern]))
+            .map(|keys| keys.lines().map(str::to_owned).collect())
             .collect()
     }
 
     /// The line of `INFO all` starting with `field` on each node, in node order.
     pub fn info_per_node(&self, field: &str) -> Vec<String> {
-        self.nodes
-            .iter()
+        (0..self.nodes.len())
             .map(|node| {
-                let port = node.port.to_string();
-                let info = Command::new("redis-cli")
-                    .args(["-p", &port, "info", "all"])
-                    .output()
-                    .expect("run redis-cli (it comes with redis-server)");
-                String::from_utf8_lossy(&info.stdout)
-                    .lines()
-                    .find(|line| line.starts_with(field))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned()
+                let info = self.cli(node, &["info", "all"]);
+                let line = info.lines().find(|line| line.starts_with(field));
+                line.unwrap_or_default().trim().to_owned()
             })
             .collect()
+    }
+
+    /// The hash slot of `key`.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let slot = self.cli(0, &["cluster", "keyslot", key]);
+        slot.trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number")
+    }
+
+    /// The node serving `slot`, as node 0 sees the cluster.
+    pub fn slot_owner(&self, slot: u16) -> usize {
+        let nodes = self.cli(0, &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let serves = fields.iter().skip(8).any(|range| {
+                let (low, high) = range.split_once('-').unwrap_or((range, range));
+                match (low.parse::<u16>(), high.parse::<u16>()) {
+                    (Ok(low), Ok(high)) => (low..=high).contains(&slot),
+                    _ => false,
+                }
+            });
+            if serves {
+                let port: u16 = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|port| port.parse().ok())
+                    .expect("CLUSTER NODES names each node's port");
+                return self.nodes.iter().position(|n| n.port == port).unwrap();
+            }
+        }
+        panic!("no node serves slot {slot}: {nodes}");
+    }
+
+    /// Moves `slot`, with its keys, to node `to`, as `redis-cli --cluster reshard` does:
+    /// importing and migrating, the keys migrated, then the slot given to `to` on every node.
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.slot_owner(slot);
+        if from == to {
+            return;
+        }
+        let id = |node: usize| self.cli(node, &["cluster", "myid"]).trim().to_owned();
+        let (slot_text, from_id, to_id) = (slot.to_string(), id(from), id(to));
+        self.cli(
+            to,
+            &["cluster", "setslot", &slot_text, "importing", &from_id],
+        );
+        self.cli(
+            from,
+            &["cluster", "setslot", &slot_text, "migrating", &to_id],
+        );
+        loop {
+            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot_text, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|key| !key.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = self.nodes[to].port.to_string();
+            let mut migrate = vec!["migrate", "127.0.0.1", &port, "", "0", "5000", "keys"];
+            migrate.extend(keys);
+            let answer = self.cli(from, &migrate);
+            assert!(answer.trim() == "OK", "MIGRATE failed: {answer}");
+        }
+        for node in 0..self.nodes.len() {
+            self.cli(node, &["cluster", "setslot", &slot_text, "node", &to_id]);
+        }
+        self.wait_ok();
+    }
+
+    /// What `redis-cli -p <node's port> <args>` prints.
+    fn cli(&self, node: usize, args: &[&str]) -> String {
+        let port = self.nodes[node].port.to_string();
+        let out = Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .expect("run redis-cli (it comes with redis-server)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Stops every node (their data is on disk).

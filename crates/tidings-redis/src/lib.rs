@@ -32,6 +32,7 @@
 //! of a service share one slot (`layout.rs`, and `docs/design/redis-cluster.md` for spreading
 //! those too).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -534,7 +535,25 @@ async fn listen(
     redis: Redis,
     heads: Arc<Heads>,
 ) {
+    // The groups whose channel is being subscribed to again, so that losses in a row start one
+    // attempt per group.
+    let pending = Arc::new(Mutex::new(HashSet::new()));
+    let resubscribe = |group: usize| {
+        if pending.lock().insert(group) {
+            let channel = redis.layout.heads(group);
+            let again = Again {
+                subscriber: subscriber.clone(),
+                heads: Arc::downgrade(&heads),
+                pending: pending.clone(),
+            };
+            tokio::spawn(again.subscribe(channel, group));
+        }
+    };
     while let Some(push) = pushes.recv().await {
+        let group = match push.data.first() {
+            Some(Value::BulkString(channel)) => redis.layout.group_of_heads(channel),
+            _ => None,
+        };
         match push.kind {
             PushKind::Message | PushKind::SMessage => {
                 if let [_, Value::BulkString(payload)] = push.data.as_slice() {
@@ -542,16 +561,29 @@ async fn listen(
                 }
             }
             PushKind::Subscribe | PushKind::SSubscribe => {
-                let group = match push.data.first() {
-                    Some(Value::BulkString(channel)) => redis.layout.group_of_heads(channel),
-                    _ => None,
-                };
                 tokio::spawn(refresh(redis.clone(), heads.clone(), group));
+            }
+            PushKind::SUnsubscribe => {
+                // We never unsubscribe: Redis drops a shard channel's subscribers when its slot
+                // moves to another shard, so subscribe again, which reaches the new owner.
+                if let Some(group) = group {
+                    tracing::info!(group, "Redis moved a slot; subscribing again");
+                    metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
+                    resubscribe(group);
+                }
             }
             PushKind::Disconnection => {
                 tracing::warn!("lost the Redis subscription; reconnecting");
                 metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
-                tokio::spawn(revive(subscriber.clone()));
+                match &subscriber {
+                    Connection::Server(_) => {
+                        tokio::spawn(revive(subscriber.clone()));
+                    }
+                    // The cluster client sends its subscriptions again to a node it reconnects
+                    // to, but not always (a whole cluster restarted lost some): every channel is
+                    // subscribed to again, which Redis confirms even when already subscribed.
+                    Connection::Cluster(_) => (0..redis.layout.groups()).for_each(resubscribe),
+                }
             }
             _ => {}
         }
@@ -568,6 +600,36 @@ async fn revive(mut subscriber: Connection) {
             tracing::info!("Redis subscription is back");
             return;
         }
+    }
+}
+
+/// What subscribing to a group's shard channel again needs.
+struct Again {
+    subscriber: Connection,
+    /// The store's heads: once they are gone, so is the store, and the attempts stop.
+    heads: std::sync::Weak<Heads>,
+    pending: Arc<Mutex<HashSet<usize>>>,
+}
+
+impl Again {
+    /// Subscribes to `channel` (of `group`) until it succeeds; its confirmation then reads the
+    /// heads of the group's watched topics again, for what was announced meanwhile.
+    async fn subscribe(self, channel: String, group: usize) {
+        if let Connection::Cluster(mut subscriber) = self.subscriber {
+            let mut attempt = 0u32;
+            while self.heads.strong_count() > 0 {
+                attempt += 1;
+                match subscriber.ssubscribe(&channel).await {
+                    Ok(()) => break,
+                    Err(error) if attempt % 40 == 0 => {
+                        tracing::warn!(%channel, %error, "still cannot subscribe again");
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        self.pending.lock().remove(&group);
     }
 }
 
@@ -839,13 +901,16 @@ impl Store for RedisStore {
     async fn drop_idle_topics(&self, idle: Duration, max: usize) -> Result<usize, StoreError> {
         let redis = self.redis();
         let (groups, max) = (redis.layout.groups(), bounded(max));
-        // Each group gets its share of `max`.
-        let sweeps = (0..groups)
-            .map(|group| (group, max / groups + usize::from(group < max % groups)))
-            .filter(|&(_, share)| share > 0)
-            .map(|(group, share)| redis.drop_idle(group, idle, share));
+        // Each group gets its share of `max`. One after the other: every node sweeps every
+        // second, and while Redis is away a sweep should cost it one failed call, not one per
+        // group.
         let mut count = 0;
-        for dropped in futures::future::try_join_all(sweeps).await? {
+        for group in 0..groups {
+            let share = max / groups + usize::from(group < max % groups);
+            if share == 0 {
+                continue;
+            }
+            let dropped = redis.drop_idle(group, idle, share).await?;
             count += dropped.len();
             for topic in &dropped {
                 self.inner.heads.dropped(&Topic::from_stored(topic));
