@@ -307,7 +307,11 @@ impl RedisCluster {
                     .nth(1)
                     .and_then(|port| port.parse().ok())
                     .expect("CLUSTER NODES names each node's port");
-                return self.nodes.iter().position(|n| n.port == port).unwrap();
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port == port)
+                    .expect("the slot's owner is one of the cluster's nodes");
             }
         }
         panic!("no node serves slot {slot}: {nodes}");

@@ -34,6 +34,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -327,6 +328,10 @@ impl RedisStore {
                 .connection_timeout(options.timeout)
                 .response_timeout(options.timeout)
                 .retries(3)
+                // The client's default waits at least 1.28 s between tries, longer than a
+                // store call should wait on a shard that is already back.
+                .min_retry_wait(10)
+                .max_retry_wait(500)
         };
         let commands = builder().build().map_err(unavailable)?;
         let connection = within(options.timeout, commands.get_async_connection()).await?;
@@ -536,8 +541,10 @@ async fn listen(
     heads: Arc<Heads>,
 ) {
     // The groups whose channel is being subscribed to again, so that losses in a row start one
-    // attempt per group.
+    // attempt per group, and how many losses there have been, so that an attempt settling
+    // starts over when another comes.
     let pending = Arc::new(Mutex::new(HashSet::new()));
+    let losses = Arc::new(AtomicU64::new(0));
     let resubscribe = |group: usize| {
         if pending.lock().insert(group) {
             let channel = redis.layout.heads(group);
@@ -545,6 +552,7 @@ async fn listen(
                 subscriber: subscriber.clone(),
                 heads: Arc::downgrade(&heads),
                 pending: pending.clone(),
+                losses: losses.clone(),
             };
             tokio::spawn(again.subscribe(channel, group));
         }
@@ -569,19 +577,22 @@ async fn listen(
                 if let Some(group) = group {
                     tracing::info!(group, "Redis moved a slot; subscribing again");
                     metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
+                    losses.fetch_add(1, Ordering::SeqCst);
                     resubscribe(group);
                 }
             }
             PushKind::Disconnection => {
                 tracing::warn!("lost the Redis subscription; reconnecting");
                 metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
+                losses.fetch_add(1, Ordering::SeqCst);
                 match &subscriber {
                     Connection::Server(_) => {
                         tokio::spawn(revive(subscriber.clone()));
                     }
                     // The cluster client sends its subscriptions again to a node it reconnects
-                    // to, but not always (a whole cluster restarted lost some): every channel is
-                    // subscribed to again, which Redis confirms even when already subscribed.
+                    // to, but not always (a whole cluster restarted lost some), and may replace
+                    // its connections, with the subscriptions on them, while it recovers: every
+                    // channel is subscribed to again, and again while things settle (see Again).
                     Connection::Cluster(_) => (0..redis.layout.groups()).for_each(resubscribe),
                 }
             }
@@ -603,30 +614,70 @@ async fn revive(mut subscriber: Connection) {
     }
 }
 
+/// How often, and how many times, a channel confirmed after a loss is subscribed to again.
+///
+/// The cluster client recovers from a loss by replacing its connections (each with the
+/// subscriptions it carried) and sending the subscriptions it tracks again, ignoring failures:
+/// a subscription confirmed in the first seconds after a cluster restart can be gone a moment
+/// later without a word. Subscribing again is cheap (Redis confirms a subscription it already
+/// has), and each confirmation reads the group's watched heads, which recovers what was
+/// announced while the subscription was gone.
+const SETTLE_EVERY: Duration = Duration::from_secs(2);
+const SETTLE_ROUNDS: u32 = 5;
+
 /// What subscribing to a group's shard channel again needs.
 struct Again {
     subscriber: Connection,
     /// The store's heads: once they are gone, so is the store, and the attempts stop.
     heads: std::sync::Weak<Heads>,
     pending: Arc<Mutex<HashSet<usize>>>,
+    /// Subscription losses so far: one during the settling starts it over.
+    losses: Arc<AtomicU64>,
 }
 
 impl Again {
-    /// Subscribes to `channel` (of `group`) until it succeeds; its confirmation then reads the
-    /// heads of the group's watched topics again, for what was announced meanwhile.
+    /// Subscribes to `channel` (of `group`) until it succeeds, then again every `SETTLE_EVERY`
+    /// for `SETTLE_ROUNDS` rounds without a loss. Each confirmation reads the heads of the
+    /// group's watched topics again, for what was announced meanwhile.
     async fn subscribe(self, channel: String, group: usize) {
-        if let Connection::Cluster(mut subscriber) = self.subscriber {
+        let Connection::Cluster(mut subscriber) = self.subscriber.clone() else {
+            self.pending.lock().remove(&group);
+            return;
+        };
+        'settle: loop {
+            let seen = self.losses.load(Ordering::SeqCst);
             let mut attempt = 0u32;
-            while self.heads.strong_count() > 0 {
+            loop {
+                if self.heads.strong_count() == 0 {
+                    break 'settle;
+                }
                 attempt += 1;
                 match subscriber.ssubscribe(&channel).await {
                     Ok(()) => break,
-                    Err(error) if attempt % 40 == 0 => {
+                    Err(error) if attempt.is_multiple_of(40) => {
                         tracing::warn!(%channel, %error, "still cannot subscribe again");
                     }
                     Err(_) => {}
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            for _ in 0..SETTLE_ROUNDS {
+                tokio::time::sleep(SETTLE_EVERY).await;
+                if self.heads.strong_count() == 0 {
+                    break 'settle;
+                }
+                if self.losses.load(Ordering::SeqCst) != seen {
+                    continue 'settle;
+                }
+                // A failure here is a loss on its way, which starts the settling over.
+                let _ = subscriber.ssubscribe(&channel).await;
+            }
+            // Under the lock, so that a loss counted from here on finds the group no longer
+            // pending and starts a new attempt.
+            let mut pending = self.pending.lock();
+            if self.losses.load(Ordering::SeqCst) == seen {
+                pending.remove(&group);
+                return;
             }
         }
         self.pending.lock().remove(&group);
