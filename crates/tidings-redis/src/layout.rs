@@ -74,6 +74,12 @@ impl Layout {
         &self.groups[group]
     }
 
+    /// The hash slot of group `group`'s keys and announcement channel.
+    pub(crate) fn slot_of_group(&self, group: usize) -> u16 {
+        let base = &self.groups[group];
+        slot(base.trim_start_matches('{').trim_end_matches('}'))
+    }
+
     /// The group of `topic`.
     pub(crate) fn group_of(&self, topic: &str) -> usize {
         usize::from(hash(topic.as_bytes())) % self.groups.len()
@@ -88,11 +94,6 @@ impl Layout {
     /// `lua/common.lua`).
     pub(crate) fn heads(&self, group: usize) -> String {
         format!("{}heads", self.groups[group])
-    }
-
-    /// The group whose announcement channel is `channel`, if it is one of ours.
-    pub(crate) fn group_of_heads(&self, channel: &[u8]) -> Option<usize> {
-        (0..self.groups.len()).find(|&g| self.heads(g).as_bytes() == channel)
     }
 }
 
@@ -129,7 +130,6 @@ mod tests {
                 g,
                 "{base}"
             );
-            assert_eq!(layout.group_of_heads(layout.heads(g).as_bytes()), Some(g));
         }
         assert_eq!(layout.sessions(), "{tidings:}");
     }

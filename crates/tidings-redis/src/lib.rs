@@ -32,9 +32,7 @@
 //! of a service share one slot (`layout.rs`, and `docs/design/redis-cluster.md` for spreading
 //! those too).
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,7 +40,6 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
 use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushKind, Script, Value};
 use tidings_core::ids::Id128;
 use tidings_core::{CloseCode, Cursor, Epoch, Offset};
@@ -51,10 +48,13 @@ use tidings_store::{Alias, ChannelId, Creation, Store, Subscription, Topic};
 use tidings_store::{ChannelState, Presence, ReadBatch, Retention, StoreError, read_start};
 use tokio::sync::{mpsc, watch};
 
+mod cluster;
 mod codec;
 mod heads;
 mod layout;
+mod shards;
 
+use cluster::Cluster;
 use heads::Heads;
 use layout::Layout;
 
@@ -144,7 +144,7 @@ struct Redis {
 #[derive(Clone)]
 enum Connection {
     Server(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
 }
 
 impl redis::aio::ConnectionLike for Connection {
@@ -272,12 +272,9 @@ impl RedisStore {
         )
         .await?;
         within(options.timeout, subscriber.subscribe(redis.layout.heads(0))).await?;
-        Ok(RedisStore::listening(
-            redis,
-            rx,
-            Connection::Server(subscriber),
-            &options,
-        ))
+        Ok(RedisStore::listening(redis.clone(), &options, |heads| {
+            listen(rx, subscriber, redis, heads)
+        }))
     }
 
     /// Connects to what `urls` names: one URL, a Redis server ([`connect_with`]); several,
@@ -302,11 +299,15 @@ impl RedisStore {
     /// keys share a hash tag (`{<prefix><n>}`) and whose slots are evenly spaced, so that the
     /// appends, reads and announcements of a group all go to the shard holding it. Appends are
     /// announced with sharded pub/sub (`SPUBLISH`, Redis 7) on the group's channel, which only
-    /// that shard carries; every node subscribes to all 64. The session keys (channels,
-    /// aliases, users, followers, expiry) share the hash tag `{<prefix>}`, so one slot: session
-    /// operations go to one shard (`docs/scaling.md`). Each script touches one slot, so it is
-    /// atomic as on one server; operations that touch a topic and a session run one script on
-    /// each, the topic's first. The prefix may not hold braces.
+    /// that shard carries; every node subscribes to all 64, on a connection of its own to each
+    /// primary. The session keys (channels, aliases, users, followers, expiry) share the hash
+    /// tag `{<prefix>}`, so one slot: session operations go to one shard (`docs/scaling.md`).
+    /// Each script touches one slot, so it is atomic as on one server; operations that touch a
+    /// topic and a session run one script on each, the topic's first. The prefix may not hold
+    /// braces. Every node is reached with the settings (password, database) of the first URL.
+    ///
+    /// A command that finds the cluster client with no connection to any node (it can stay so
+    /// after the whole cluster restarted) has the connection built again from `urls`.
     ///
     /// Unlike on one server, a script whose connection breaks after Redis ran it may be sent
     /// again by the cluster client (which also follows redirections that way), so a publish
@@ -334,48 +335,32 @@ impl RedisStore {
                 .max_retry_wait(500)
         };
         let commands = builder().build().map_err(unavailable)?;
-        let connection = within(options.timeout, commands.get_async_connection()).await?;
+        let connection = Cluster::connect(commands, options.timeout).await?;
         let redis = Redis {
             connection: Connection::Cluster(connection),
             layout: Arc::new(Layout::cluster(&options.prefix, layout::CLUSTER_GROUPS)),
             timeout: options.timeout,
             scripts: Arc::new(Scripts::new("SPUBLISH")),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let pushes = builder()
-            .use_protocol(ProtocolVersion::RESP3)
-            .push_sender(tx)
-            .build()
-            .map_err(unavailable)?;
-        let subscriber = within(options.timeout, pushes.get_async_connection()).await?;
-        // One command per channel: each is in the slot of its group.
-        let subscriptions = (0..redis.layout.groups()).map(|group| {
-            let mut subscriber = subscriber.clone();
-            let channel = redis.layout.heads(group);
-            async move { subscriber.ssubscribe(channel).await }
-        });
-        within(
-            options.timeout,
-            futures::future::try_join_all(subscriptions),
-        )
-        .await?;
-        Ok(RedisStore::listening(
-            redis,
-            rx,
-            Connection::Cluster(subscriber),
-            &options,
-        ))
+        // Announcements come through connections of their own to each primary (see shards).
+        let first = urls.first().copied().unwrap_or_default();
+        let settings = first.into_connection_info().map_err(unavailable)?;
+        let shards = shards::Shards::new(redis.clone(), settings, options.timeout);
+        let subscribed = shards.subscribe().await?;
+        Ok(RedisStore::listening(redis, &options, |heads| {
+            shards.listen(subscribed, heads)
+        }))
     }
 
-    /// The store on `redis`, with the listener of the announcements `pushes` brings.
-    fn listening(
+    /// The store on `redis`, with the task `listener` makes of its heads: what keeps them
+    /// current from the announcements.
+    fn listening<L: Future<Output = ()> + Send + 'static>(
         redis: Redis,
-        pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
-        subscriber: Connection,
         options: &Options,
+        listener: impl FnOnce(Arc<Heads>) -> L,
     ) -> RedisStore {
         let heads = Arc::new(Heads::new(options.mirror));
-        let listener = tokio::spawn(listen(pushes, subscriber, redis.clone(), heads.clone()));
+        let listener = tokio::spawn(listener(heads.clone()));
         RedisStore {
             inner: Arc::new(Inner {
                 redis,
@@ -532,69 +517,28 @@ impl Redis {
     }
 }
 
-/// Receives the announcements of appends and drops, and reads every watched head again each
-/// time the subscription is (re)established.
+/// Receives the announcements of appends and drops from one server, and reads every watched
+/// head again each time the subscription is (re)established.
 async fn listen(
     mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
-    subscriber: Connection,
+    subscriber: ConnectionManager,
     redis: Redis,
     heads: Arc<Heads>,
 ) {
-    // The groups whose channel is being subscribed to again, so that losses in a row start one
-    // attempt per group, and how many losses there have been, so that an attempt settling
-    // starts over when another comes.
-    let pending = Arc::new(Mutex::new(HashSet::new()));
-    let losses = Arc::new(AtomicU64::new(0));
-    let resubscribe = |group: usize| {
-        if pending.lock().insert(group) {
-            let channel = redis.layout.heads(group);
-            let again = Again {
-                subscriber: subscriber.clone(),
-                heads: Arc::downgrade(&heads),
-                pending: pending.clone(),
-                losses: losses.clone(),
-            };
-            tokio::spawn(again.subscribe(channel, group));
-        }
-    };
     while let Some(push) = pushes.recv().await {
-        let group = match push.data.first() {
-            Some(Value::BulkString(channel)) => redis.layout.group_of_heads(channel),
-            _ => None,
-        };
         match push.kind {
-            PushKind::Message | PushKind::SMessage => {
+            PushKind::Message => {
                 if let [_, Value::BulkString(payload)] = push.data.as_slice() {
                     heads.announced(payload);
                 }
             }
-            PushKind::Subscribe | PushKind::SSubscribe => {
-                tokio::spawn(refresh(redis.clone(), heads.clone(), group));
-            }
-            PushKind::SUnsubscribe => {
-                // We never unsubscribe: Redis drops a shard channel's subscribers when its slot
-                // moves to another shard, so subscribe again, which reaches the new owner.
-                if let Some(group) = group {
-                    tracing::info!(group, "Redis moved a slot; subscribing again");
-                    metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
-                    losses.fetch_add(1, Ordering::SeqCst);
-                    resubscribe(group);
-                }
+            PushKind::Subscribe => {
+                tokio::spawn(refresh(redis.clone(), heads.clone()));
             }
             PushKind::Disconnection => {
                 tracing::warn!("lost the Redis subscription; reconnecting");
                 metrics::counter!("tidings_redis_subscription_lost_total").increment(1);
-                losses.fetch_add(1, Ordering::SeqCst);
-                match &subscriber {
-                    Connection::Server(_) => {
-                        tokio::spawn(revive(subscriber.clone()));
-                    }
-                    // The cluster client sends its subscriptions again to a node it reconnects
-                    // to, but not always (a whole cluster restarted lost some), and may replace
-                    // its connections, with the subscriptions on them, while it recovers: every
-                    // channel is subscribed to again, and again while things settle (see Again).
-                    Connection::Cluster(_) => (0..redis.layout.groups()).for_each(resubscribe),
-                }
+                tokio::spawn(revive(subscriber.clone()));
             }
             _ => {}
         }
@@ -603,7 +547,7 @@ async fn listen(
 
 /// Pings through the subscribing connection until it is back: a connection manager that gave up
 /// reconnecting tries again on its next command, and resubscribes when it succeeds.
-async fn revive(mut subscriber: Connection) {
+async fn revive(mut subscriber: ConnectionManager) {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let pong: redis::RedisResult<Value> = redis::cmd("PING").query_async(&mut subscriber).await;
@@ -614,84 +558,10 @@ async fn revive(mut subscriber: Connection) {
     }
 }
 
-/// How often, and how many times, a channel confirmed after a loss is subscribed to again.
-///
-/// The cluster client recovers from a loss by replacing its connections (each with the
-/// subscriptions it carried) and sending the subscriptions it tracks again, ignoring failures:
-/// a subscription confirmed in the first seconds after a cluster restart can be gone a moment
-/// later without a word. Subscribing again is cheap (Redis confirms a subscription it already
-/// has), and each confirmation reads the group's watched heads, which recovers what was
-/// announced while the subscription was gone.
-const SETTLE_EVERY: Duration = Duration::from_secs(2);
-const SETTLE_ROUNDS: u32 = 5;
-
-/// What subscribing to a group's shard channel again needs.
-struct Again {
-    subscriber: Connection,
-    /// The store's heads: once they are gone, so is the store, and the attempts stop.
-    heads: std::sync::Weak<Heads>,
-    pending: Arc<Mutex<HashSet<usize>>>,
-    /// Subscription losses so far: one during the settling starts it over.
-    losses: Arc<AtomicU64>,
-}
-
-impl Again {
-    /// Subscribes to `channel` (of `group`) until it succeeds, then again every `SETTLE_EVERY`
-    /// for `SETTLE_ROUNDS` rounds without a loss. Each confirmation reads the heads of the
-    /// group's watched topics again, for what was announced meanwhile.
-    async fn subscribe(self, channel: String, group: usize) {
-        let Connection::Cluster(mut subscriber) = self.subscriber.clone() else {
-            self.pending.lock().remove(&group);
-            return;
-        };
-        'settle: loop {
-            let seen = self.losses.load(Ordering::SeqCst);
-            let mut attempt = 0u32;
-            loop {
-                if self.heads.strong_count() == 0 {
-                    break 'settle;
-                }
-                attempt += 1;
-                match subscriber.ssubscribe(&channel).await {
-                    Ok(()) => break,
-                    Err(error) if attempt.is_multiple_of(40) => {
-                        tracing::warn!(%channel, %error, "still cannot subscribe again");
-                    }
-                    Err(_) => {}
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            for _ in 0..SETTLE_ROUNDS {
-                tokio::time::sleep(SETTLE_EVERY).await;
-                if self.heads.strong_count() == 0 {
-                    break 'settle;
-                }
-                if self.losses.load(Ordering::SeqCst) != seen {
-                    continue 'settle;
-                }
-                // A failure here is a loss on its way, which starts the settling over.
-                let _ = subscriber.ssubscribe(&channel).await;
-            }
-            // Under the lock, so that a loss counted from here on finds the group no longer
-            // pending and starts a new attempt.
-            let mut pending = self.pending.lock();
-            if self.losses.load(Ordering::SeqCst) == seen {
-                pending.remove(&group);
-                return;
-            }
-        }
-        self.pending.lock().remove(&group);
-    }
-}
-
-/// Reads the head of every watched topic of `group` (or of every group), for the
-/// announcements that may have been lost. The command connection may still be reconnecting (its
+/// Reads the head of every watched topic, for the announcements that may have been lost. The command connection may still be reconnecting (its
 /// first command after a loss fails), so topics that fail are tried again for a while.
-async fn refresh(redis: Redis, heads: Arc<Heads>, group: Option<usize>) {
+async fn refresh(redis: Redis, heads: Arc<Heads>) {
     let mut pending = heads.watched();
-    if let Some(group) = group {
-        pending.retain(|(topic, _)| redis.layout.group_of(topic.as_str()) == group);
-    }
     for _ in 0..40 {
         let failed = Mutex::new(Vec::new());
         futures::stream::iter(pending)

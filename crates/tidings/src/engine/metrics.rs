@@ -3,7 +3,8 @@
 //! an unset global. Names, labels and what they mean: `docs/operations.md`.
 //!
 //! `tidings-redis` adds `tidings_redis_subscription_lost_total`: each time its pub/sub
-//! connection to Redis was lost.
+//! connection to Redis was lost, and `tidings_redis_cluster_rebuilds_total`: each time a Redis
+//! Cluster connection was built again.
 //!
 //! Per-connection instruments are resolved once, when the connection starts
 //! ([`ConnectionMeter`]), so a delivery costs an atomic add, not a registry lookup.
