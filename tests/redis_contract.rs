@@ -133,3 +133,62 @@ async fn a_topic_whose_slot_moves_keeps_waking_its_watchers() {
     let read: Vec<Record> = batch.records.into_iter().map(|(_, r)| r).collect();
     assert_eq!(read, sent, "node B reads every record, in order");
 }
+
+/// A shard down stops the wake-ups of its own topics only: a node's subscriptions on the other
+/// shards go on, and those on the shard come back with it, with what was appended meanwhile.
+/// The cluster serves the other shards' slots meanwhile (`cluster-require-full-coverage no`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; run bash tests/run-all.sh"]
+async fn a_shard_down_stops_only_its_own_topics_wake_ups() {
+    let mut cluster = RedisCluster::start_with(3, &["--cluster-require-full-coverage", "no"]);
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let connect = || RedisStore::connect_cluster(&urls, Options::default().prefix("partial:"));
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    let message = |text: &str| Record::Message(Payload::new(text.to_owned()));
+    // One topic on shard 0 and one on shard 1, found by where their keys went.
+    for n in 0..32 {
+        let topic = Topic::from_stored(&format!("room-{n}"));
+        a.append(&topic, message("hello"), Retention::default())
+            .await
+            .unwrap();
+    }
+    let on_shard = |shard: usize| {
+        let keys = &cluster.keys_per_node("{partial:*}t:room-*")[shard];
+        let key = keys.first().expect("32 topics leave some on every shard");
+        let name = key.rsplit_once("}t:").expect("a topic key").1;
+        Topic::from_stored(name)
+    };
+    let (down, up) = (on_shard(0), on_shard(1));
+    let mut down_head = b.watch(&down).await.unwrap();
+    let mut up_head = b.watch(&up).await.unwrap();
+    let (down_start, up_start) = (*down_head.borrow_and_update(), *up_head.borrow_and_update());
+
+    tokio::task::block_in_place(|| cluster.stop_node(0));
+    // Node B has seen its connection to shard 0 go, and tries it again meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.append(&up, message("while shard 0 is down"), Retention::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), up_head.changed())
+        .await
+        .expect("node B woken for shard 1's topic while shard 0 is down")
+        .unwrap();
+
+    tokio::task::block_in_place(|| cluster.restart_node(0));
+    a.append(&down, message("after"), Retention::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), down_head.changed())
+        .await
+        .expect("node B woken for shard 0's topic once it is back")
+        .unwrap();
+    for (topic, start, last) in [
+        (&up, up_start, "while shard 0 is down"),
+        (&down, down_start, "after"),
+    ] {
+        let batch = b.read(topic, start, 10).await.unwrap();
+        let read: Vec<Record> = batch.records.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(read, vec![message(last)], "{topic:?}");
+    }
+}

@@ -221,8 +221,13 @@ impl RedisCluster {
     /// Starts `shards` nodes and joins them into a cluster whose slots are all served, or
     /// panics saying what failed.
     pub fn start(shards: usize) -> RedisCluster {
+        RedisCluster::start_with(shards, &[])
+    }
+
+    /// [`RedisCluster::start`], with `extra` arguments for every node.
+    pub fn start_with(shards: usize, extra: &[&str]) -> RedisCluster {
         let cluster_args = |port: u16| {
-            [
+            let mut args = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -231,7 +236,9 @@ impl RedisCluster {
                 "2000",
             ]
             .map(str::to_owned)
-            .to_vec()
+            .to_vec();
+            args.extend(extra.iter().map(|arg| arg.to_string()));
+            args
         };
         let nodes: Vec<RedisServer> = (0..shards)
             .map(|_| {
@@ -368,6 +375,17 @@ impl RedisCluster {
         for node in &mut self.nodes {
             node.stop();
         }
+    }
+
+    /// Stops node `node` (its data is on disk).
+    pub fn stop_node(&mut self, node: usize) {
+        self.nodes[node].stop();
+    }
+
+    /// Starts node `node` again, and waits until the cluster is ok.
+    pub fn restart_node(&mut self, node: usize) {
+        self.nodes[node].restart();
+        self.wait_ok();
     }
 
     /// Starts every node again on its port, with its data and its place in the cluster, and

@@ -1,12 +1,19 @@
-//! A Redis Cluster connection that is built again when the cluster client's own recovery is
-//! stuck.
+//! The command connection to a Redis Cluster: the cluster client's, with two things of ours.
 //!
-//! The cluster client recovers from lost nodes by itself, but a whole cluster restarting can
-//! leave it with no connection to any node and a slot refresh that fails at once, again and
-//! again: every command then fails with `ClusterConnectionNotFound` while the servers answer
-//! (seen in the cluster restart test, for 30 s and more). A command that fails that way here has the
-//! connection built again from the initial nodes, in the background, at most once a second;
-//! the commands after it go to the new one, and the old one stops when its last command ends.
+//! - **A command is sent again only when it did not run.** The client itself (built with no
+//!   retries) would also send again a command whose connection broke, after Redis may have run
+//!   it: a publish then stored twice. Here a command is sent again, for up to half the store's
+//!   timeout, only when the answer says it was not run: a redirection (`MOVED`, `ASK`, a replica
+//!   answering `READONLY`), the cluster refusing (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`,
+//!   `LOADING`), or the client finding no connection to send it on. Anything else, a broken
+//!   connection or a timeout among them, is the caller's error, as on one server.
+//! - **The connection is built again when the client's own recovery is stuck.** A whole cluster
+//!   restarting can leave the client with no connection to any node and a slot refresh that
+//!   fails at once, again and again: every command then fails with `ClusterConnectionNotFound`
+//!   while the servers answer (seen in the cluster restart test, for 30 s and more). A command
+//!   that fails that way has the connection built again from the initial nodes, in the
+//!   background, at most once a second; the commands after it go to the new one, and the old
+//!   one stops when its last command ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,11 +21,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{ErrorKind, RedisError, RedisResult, Value};
+use redis::{ErrorKind, RedisError, RedisResult, RetryMethod, Value};
 use tidings_store::StoreError;
 
 /// The least time between two attempts to build the connection again.
 const REBUILD_EVERY: Duration = Duration::from_secs(1);
+/// The first wait before sending a command again, doubled each time up to the second.
+const RESEND_AFTER: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
 
 /// A connection to a Redis Cluster; cheap to clone, clones share it.
 #[derive(Clone)]
@@ -97,16 +106,39 @@ fn stuck(error: &RedisError) -> bool {
     error.kind() == ErrorKind::ClusterConnectionNotFound
 }
 
+/// Whether `error` says the command was not run, so that sending it again cannot run it twice.
+fn unsent(error: &RedisError) -> bool {
+    matches!(
+        error.retry_method(),
+        RetryMethod::MovedRedirect
+            | RetryMethod::AskRedirect
+            | RetryMethod::RefreshSlotsAndRetry
+            | RetryMethod::WaitAndRetry
+    ) || stuck(error)
+}
+
 impl redis::aio::ConnectionLike for Cluster {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
         Box::pin(async move {
-            let (generation, mut connection) = self.current();
-            let result = connection.req_packed_command(cmd).await;
-            self.check(generation, &result);
-            result
+            let until = Instant::now() + self.shared.timeout / 2;
+            let (mut wait, longest) = RESEND_AFTER;
+            loop {
+                let (generation, mut connection) = self.current();
+                let result = connection.req_packed_command(cmd).await;
+                self.check(generation, &result);
+                match &result {
+                    // The client learns the new slot owner from the redirection meanwhile.
+                    Err(error) if unsent(error) && Instant::now() + wait < until => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(longest);
+                    }
+                    _ => return result,
+                }
+            }
         })
     }
 
+    /// Not sent again: a pipeline's commands may have run in part. The store sends none.
     fn req_packed_commands<'a>(
         &'a mut self,
         pipeline: &'a redis::Pipeline,
@@ -125,5 +157,37 @@ impl redis::aio::ConnectionLike for Cluster {
 
     fn get_db(&self) -> i64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(reply: &str) -> RedisError {
+        let value = redis::parse_redis_value(reply.as_bytes()).expect("a RESP reply");
+        value.extract_error().expect_err("an error reply")
+    }
+
+    #[test]
+    fn only_commands_redis_did_not_run_are_sent_again() {
+        for reply in [
+            "-MOVED 3999 127.0.0.1:6381\r\n",
+            "-ASK 3999 127.0.0.1:6381\r\n",
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            "-CLUSTERDOWN The cluster is down\r\n",
+            "-MASTERDOWN Link with MASTER is down\r\n",
+            "-READONLY You can't write against a read only replica.\r\n",
+        ] {
+            assert!(unsent(&error(reply)), "{reply}");
+        }
+        let no_node = RedisError::from((ErrorKind::ClusterConnectionNotFound, "No connections"));
+        assert!(unsent(&no_node));
+
+        let broken = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        for error in [broken, timed_out, error("-ERR user_script:1: oops\r\n")] {
+            assert!(!unsent(&error), "{error}");
+        }
     }
 }

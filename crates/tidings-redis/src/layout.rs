@@ -95,6 +95,11 @@ impl Layout {
     pub(crate) fn heads(&self, group: usize) -> String {
         format!("{}heads", self.groups[group])
     }
+
+    /// The group whose announcement channel is `channel`, if it is one of ours.
+    pub(crate) fn group_of_heads(&self, channel: &[u8]) -> Option<usize> {
+        (0..self.groups.len()).find(|&g| self.heads(g).as_bytes() == channel)
+    }
 }
 
 /// The CRC16 (XMODEM) Redis Cluster hashes keys with.
@@ -130,6 +135,8 @@ mod tests {
                 g,
                 "{base}"
             );
+            assert_eq!(layout.slot_of_group(g), slot(tag));
+            assert_eq!(layout.group_of_heads(layout.heads(g).as_bytes()), Some(g));
         }
         assert_eq!(layout.sessions(), "{tidings:}");
     }

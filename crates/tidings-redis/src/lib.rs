@@ -32,7 +32,8 @@
 //! of a service share one slot (`layout.rs`, and `docs/design/redis-cluster.md` for spreading
 //! those too).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -309,9 +310,10 @@ impl RedisStore {
     /// A command that finds the cluster client with no connection to any node (it can stay so
     /// after the whole cluster restarted) has the connection built again from `urls`.
     ///
-    /// Unlike on one server, a script whose connection breaks after Redis ran it may be sent
-    /// again by the cluster client (which also follows redirections that way), so a publish
-    /// interrupted by a connection loss can be stored twice.
+    /// A script is sent again only when the answer says it did not run (a redirection while a
+    /// slot moves, the cluster refusing while it recovers), for up to half of `options.timeout`;
+    /// one whose connection broke is the caller's error, as on one server, so an interrupted
+    /// publish is stored once or not at all.
     pub async fn connect_cluster(
         urls: &[&str],
         options: Options,
@@ -322,19 +324,14 @@ impl RedisStore {
                 options.prefix
             )));
         }
-        let builder = || {
-            // Retries follow the cluster's redirections (MOVED, ASK) while slots move; they
-            // also re-send a command whose connection broke, so a script can then run twice.
-            ClusterClientBuilder::new(urls.iter().copied())
-                .connection_timeout(options.timeout)
-                .response_timeout(options.timeout)
-                .retries(3)
-                // The client's default waits at least 1.28 s between tries, longer than a
-                // store call should wait on a shard that is already back.
-                .min_retry_wait(10)
-                .max_retry_wait(500)
-        };
-        let commands = builder().build().map_err(unavailable)?;
+        // No retries of the client's: it would also send again a command whose connection
+        // broke, after Redis may have run it. Cluster sends again what did not run.
+        let commands = ClusterClientBuilder::new(urls.iter().copied())
+            .connection_timeout(options.timeout)
+            .response_timeout(options.timeout)
+            .retries(0)
+            .build()
+            .map_err(unavailable)?;
         let connection = Cluster::connect(commands, options.timeout).await?;
         let redis = Redis {
             connection: Connection::Cluster(connection),
@@ -533,7 +530,7 @@ async fn listen(
                 }
             }
             PushKind::Subscribe => {
-                tokio::spawn(refresh(redis.clone(), heads.clone()));
+                tokio::spawn(refresh(redis.clone(), Arc::downgrade(&heads), None));
             }
             PushKind::Disconnection => {
                 tracing::warn!("lost the Redis subscription; reconnecting");
@@ -558,11 +555,18 @@ async fn revive(mut subscriber: ConnectionManager) {
     }
 }
 
-/// Reads the head of every watched topic, for the announcements that may have been lost. The command connection may still be reconnecting (its
-/// first command after a loss fails), so topics that fail are tried again for a while.
-async fn refresh(redis: Redis, heads: Arc<Heads>) {
-    let mut pending = heads.watched();
-    for _ in 0..40 {
+/// Reads the head of every watched topic (of `groups`, or of all), for the announcements that
+/// may have been lost. The command connection may still be reconnecting (its first command
+/// after a loss fails), so topics that fail are tried again, every 250 ms for 10 s, then every
+/// second, for as long as the store lives: a head not read is a wake-up missed for good.
+async fn refresh(redis: Redis, heads: Weak<Heads>, groups: Option<HashSet<usize>>) {
+    let Some(mut pending) = heads.upgrade().map(|heads| heads.watched()) else {
+        return;
+    };
+    if let Some(groups) = &groups {
+        pending.retain(|(topic, _)| groups.contains(&redis.layout.group_of(topic.as_str())));
+    }
+    for attempt in 1u32.. {
         let failed = Mutex::new(Vec::new());
         futures::stream::iter(pending)
             .for_each_concurrent(64, |(topic, mirror)| {
@@ -579,12 +583,18 @@ async fn refresh(redis: Redis, heads: Arc<Heads>) {
         if pending.is_empty() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        if attempt == 40 {
+            tracing::warn!(
+                topics = pending.len(),
+                "could not read the heads of watched topics after Redis came back; still trying"
+            );
+        }
+        let wait = if attempt < 40 { 250 } else { 1000 };
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        if heads.strong_count() == 0 {
+            return;
+        }
     }
-    tracing::warn!(
-        topics = pending.len(),
-        "could not read the heads of watched topics after Redis came back"
-    );
 }
 
 #[async_trait]
