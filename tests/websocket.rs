@@ -83,6 +83,38 @@ async fn heartbeat_after_the_configured_delay() {
     );
 }
 
+/// A channel renewed only every fourth heartbeat lives as long as its connection: its time to
+/// live in the store is stretched to match (with the unstretched 2 × 200 ms + 100 ms, the sweeper
+/// would end it, 3002, between two renewals 800 ms apart).
+#[tokio::test]
+async fn a_channel_renewed_every_fourth_heartbeat_stays_open() {
+    let builder = echo()
+        .heartbeat(Duration::from_millis(200))
+        .disconnect_delay(Duration::from_millis(100))
+        .renew_every(4);
+    let server = echo_server(builder).await;
+    let mut ws = connect(&server.ws_url("/echo/000/renew/websocket")).await;
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("o"));
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        assert_eq!(
+            next_text(&mut ws).await.as_deref(),
+            Some("h"),
+            "only heartbeats"
+        );
+    }
+    send_text(&mut ws, r#"["still here"]"#).await;
+    loop {
+        match next_text(&mut ws).await.as_deref() {
+            Some("h") => {}
+            frame => {
+                assert_eq!(frame, Some(r#"a["still here"]"#));
+                break;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn empty_frames_are_ignored() {
     let server = Server::sockjs_reference().await;

@@ -87,6 +87,9 @@ struct Args {
     /// The Tidings server's heartbeat in seconds (default: the library's, 25 s).
     #[arg(long)]
     heartbeat: Option<f64>,
+    /// Heartbeats between renewals of a channel in the store (default: the library's, 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    renew_every: Option<u32>,
     /// Skip the baseline run (and so the ratio).
     #[arg(long)]
     no_baseline: bool,
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
         let options = ServerOptions {
             retention: args.retention,
             heartbeat: args.heartbeat_ms.map(Duration::from_millis),
+            renew_every: args.renew_every,
             store: args.store,
             redis: args.redis.clone(),
             prefix: args.redis_prefix.clone(),
@@ -235,6 +239,7 @@ fn measure_all(args: &Args, cpus: usize, pinned: bool) -> ExitCode {
         server: ServerOptions {
             retention: args.retention,
             heartbeat,
+            renew_every: args.renew_every,
             store: args.store,
             redis: args.redis.clone(),
             // Each run sets its own.

@@ -63,6 +63,8 @@ pub(crate) struct ServerOptions {
     pub(crate) retention: usize,
     /// The Tidings heartbeat, when not the library's default.
     pub(crate) heartbeat: Option<Duration>,
+    /// Heartbeats between renewals of a channel in the store, when not the library's default.
+    pub(crate) renew_every: Option<u32>,
     pub(crate) store: StoreKind,
     /// The Redis URL, for `StoreKind::Redis`.
     pub(crate) redis: String,
@@ -103,6 +105,9 @@ impl ServerOptions {
                 "--heartbeat-ms".to_owned(),
                 heartbeat.as_millis().to_string(),
             ]);
+        }
+        if let Some(every) = self.renew_every {
+            args.extend(["--renew-every".to_owned(), every.to_string()]);
         }
         args
     }
@@ -161,6 +166,9 @@ async fn tidings(options: &ServerOptions) -> io::Result<axum::Router> {
     let mut builder = crate::app::builder(options.retention);
     if let Some(heartbeat) = options.heartbeat {
         builder = builder.heartbeat(heartbeat);
+    }
+    if let Some(every) = options.renew_every {
+        builder = builder.renew_every(every);
     }
     if options.store == StoreKind::Redis {
         let mut redis = tidings_redis::Options::default();

@@ -296,6 +296,20 @@ impl Builder {
         self
     }
 
+    /// See [`Config::renew_every`]. 0 is ignored, with a warning in the log, and the previous
+    /// value stays.
+    pub fn renew_every(mut self, heartbeats: u32) -> Self {
+        if heartbeats == 0 {
+            tracing::warn!(
+                kept = self.config.renew_every,
+                "renew_every ignored: it must be at least 1"
+            );
+        } else {
+            self.config.renew_every = heartbeats;
+        }
+        self
+    }
+
     /// See [`Config::max_message_size`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;

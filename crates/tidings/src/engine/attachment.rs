@@ -62,6 +62,10 @@ pub(crate) struct Attachment {
     /// One timer entry per connection on Tokio's shared timer wheel, re-armed lazily: writes
     /// only record the time, and the timer moves itself forward when it fires early.
     timer: Pin<Box<Sleep>>,
+    /// When the last renewal started; `None` before the first, which comes at the first
+    /// heartbeat (the channel may have been left with a shorter time to live, a native
+    /// session's `resume`).
+    renewed: Option<Instant>,
     /// The renewal of the channel (and lock) in the store under way, if any. Kept here, not in
     /// a spawned task, so that a renewal never reaches the store after the connection let go
     /// of the lock (it is dropped first), which would take the lock for a request that is gone.
@@ -83,6 +87,7 @@ impl Attachment {
             holding,
             last_write: now,
             timer: Box::pin(sleep_until(now + heartbeat)),
+            renewed: None,
             renewal: None,
             attached: true,
             shutdown,
@@ -110,10 +115,17 @@ impl Attachment {
                         self.last_write = Instant::now();
                     }
                     self.timer.as_mut().reset(self.last_write + heartbeat);
-                    // The timer fires at least once per heartbeat, busy or idle, so this renews
-                    // the channel in the store well within its time to live. The heartbeat does
-                    // not wait for the store's round trip.
-                    if self.renewal.is_none() {
+                    // The timer fires at least once per heartbeat, busy or idle, so renewing at
+                    // the first firing from half a heartbeat before `renew_every` heartbeats
+                    // since the last renewal renews the channel every `renew_every` heartbeats
+                    // when idle, and never more than half a heartbeat later, within its time to
+                    // live. The heartbeat does not wait for the store's round trip.
+                    let every = heartbeat * self.session.engine.renew_every();
+                    let due_renewal = self
+                        .renewed
+                        .is_none_or(|at| at.elapsed() >= every - heartbeat / 2);
+                    if self.renewal.is_none() && due_renewal {
+                        self.renewed = Some(Instant::now());
                         self.renewal = Some(Box::pin(renew(self.session.clone(), self.lock())));
                     }
                     if due {
@@ -463,19 +475,13 @@ mod tests {
         }
     }
 
-    /// A client that keeps talking cancels `step` again and again (the WebSocket loop `select!`s
-    /// on both): heartbeats must still come on time, and the renewals, each a second long, must
-    /// still complete.
-    #[tokio::test(start_paused = true)]
-    async fn heartbeats_and_renewals_survive_a_step_cancelled_every_300_ms() {
+    /// A new channel's connection on a `SlowTouch` store with `config`, and the store's count of
+    /// completed touches.
+    async fn attached(config: Config) -> (Attachment, Arc<AtomicUsize>) {
         let touched = Arc::new(AtomicUsize::new(0));
         let store = SlowTouch {
             inner: MemoryStore::new(),
             touched: touched.clone(),
-        };
-        let config = Config {
-            heartbeat: Duration::from_secs(2),
-            ..Config::default()
         };
         let engine = Arc::new(Engine::new(config, Arc::new(store), Handlers::default()));
         let Ok(Opened::Created(session, reader)) =
@@ -483,7 +489,22 @@ mod tests {
         else {
             panic!("a channel without an alias is created");
         };
-        let mut attachment = Attachment::new(session, reader, Holding::Connection);
+        (
+            Attachment::new(session, reader, Holding::Connection),
+            touched,
+        )
+    }
+
+    /// A client that keeps talking cancels `step` again and again (the WebSocket loop `select!`s
+    /// on both): heartbeats must still come on time, and the renewals, each a second long, must
+    /// still complete.
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_and_renewals_survive_a_step_cancelled_every_300_ms() {
+        let config = Config {
+            heartbeat: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let (mut attachment, touched) = attached(config).await;
         let started = Instant::now();
         let mut client = tokio::time::interval(Duration::from_millis(300));
         let mut heartbeats = Vec::new();
@@ -502,6 +523,54 @@ mod tests {
             "a renewal per heartbeat completed: {}",
             touched.load(Ordering::SeqCst)
         );
+        attachment.close(Closed::by(CloseCode::NORMAL)).await;
+    }
+
+    /// With `renew_every` 4, a connection renews its channel every fourth heartbeat, never
+    /// further apart, busy or idle.
+    #[tokio::test(start_paused = true)]
+    async fn renewals_come_every_renew_every_heartbeats() {
+        let config = Config {
+            heartbeat: Duration::from_secs(2),
+            renew_every: 4,
+            ..Config::default()
+        };
+        let (mut attachment, touched) = attached(config).await;
+        assert_eq!(
+            attachment.session.engine.session_ttl(),
+            Duration::from_secs(2 * 5 + 5)
+        );
+        let started = Instant::now();
+        // Idle for 40 s, then a client talking every 300 ms for 40 s more.
+        let mut client = tokio::time::interval(Duration::from_millis(300));
+        let mut renewals = Vec::new();
+        let mut seen = 0;
+        while started.elapsed() < Duration::from_secs(80) {
+            let talking = started.elapsed() >= Duration::from_secs(40);
+            tokio::select! {
+                step = attachment.step() => {
+                    assert!(matches!(step, Step::Heartbeat), "only heartbeats: {step:?}");
+                }
+                _ = client.tick(), if talking => {}
+            }
+            let now = touched.load(Ordering::SeqCst);
+            if now > seen {
+                seen = now;
+                renewals.push(started.elapsed().as_secs());
+            }
+        }
+        // Each touch takes a second: renewals start at 2 s (the first heartbeat), then 10, 18,
+        // … s, and are seen done a second later, at the next step.
+        assert!(
+            (9..=11).contains(&renewals.len()),
+            "one renewal per 4 heartbeats of 2 s over 80 s: {renewals:?}"
+        );
+        for pair in renewals.windows(2) {
+            assert!(
+                pair[1] - pair[0] <= 8,
+                "renewals at most 8 s apart: {renewals:?}"
+            );
+        }
         attachment.close(Closed::by(CloseCode::NORMAL)).await;
     }
 }

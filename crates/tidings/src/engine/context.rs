@@ -62,9 +62,16 @@ impl Engine {
         self.hub.store()
     }
 
-    /// How long a channel lives in the store without a sign of life from its connection.
+    /// How many heartbeats apart a connection renews its channel in the store.
+    pub(crate) fn renew_every(&self) -> u32 {
+        self.config.renew_every.max(1)
+    }
+
+    /// How long a channel lives in the store without a sign of life from its connection: a
+    /// renewal starts at most `renew_every` and a half heartbeats after the last, and has the
+    /// rest of a heartbeat (and the disconnect delay) to reach the store.
     pub(crate) fn session_ttl(&self) -> Duration {
-        self.config.heartbeat * 2 + self.config.disconnect_delay
+        self.config.heartbeat * (self.renew_every() + 1) + self.config.disconnect_delay
     }
 
     /// Tells the application a channel ended.
