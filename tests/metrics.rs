@@ -1,6 +1,6 @@
 //! The metrics of a running example, as an operator scrapes them: `GET /metrics` of the chat
-//! example after traffic on every transport finds the documented series (docs/operations.md)
-//! with the values the traffic makes.
+//! example after traffic on every transport (native, SockJS and raw) finds the documented series
+//! (docs/operations.md) with the values the traffic makes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +58,30 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
     let mut sockjs = connect(&format!("ws://{}/rt/000/metrics/websocket", chat.addr)).await;
     assert_eq!(next_text(&mut sockjs).await.as_deref(), Some("o"));
     let mut raw = connect(&format!("ws://{}/rt/websocket", chat.addr)).await;
+    // SockJS's streaming transports, opened before the messages and held until the scrape.
+    let mut streams = Vec::new();
+    for (transport, request) in [
+        ("xhr-streaming", Request::post("/rt/000/mxs/xhr_streaming")),
+        ("eventsource", Request::get("/rt/000/mes/eventsource")),
+        ("htmlfile", Request::get("/rt/000/mhf/htmlfile?c=callback")),
+    ] {
+        let mut stream = request.send(chat.addr).await;
+        assert_eq!(stream.status(), 200, "{transport}");
+        let opened = stream.chunk_text().await;
+        streams.push((transport, stream, opened));
+    }
+    // SockJS's polling transports: a first poll opens the session.
+    let polls = [
+        ("xhr-polling", Request::post("/rt/000/mxp/xhr")),
+        (
+            "jsonp-polling",
+            Request::get("/rt/000/mjp/jsonp?c=callback"),
+        ),
+    ];
+    for (transport, poll) in &polls {
+        let opened = poll.clone().send(chat.addr).await.text().await;
+        assert!(opened.contains('o'), "{transport} opens: {opened:?}");
+    }
     for i in 0..MESSAGES {
         let mut response = Request::post("/publish")
             .body(format!("m{i}"))
@@ -86,6 +110,26 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
     for _ in 0..MESSAGES {
         next_text(&mut raw).await.expect("a message");
     }
+    // Each message's text, in whatever framing (`a["m0"]`, `data: a["m0"]`, `p("a[\"m0\"]")`).
+    let has_all = |text: &str| (0..MESSAGES).all(|i| text.contains(&format!("m{i}")));
+    for (transport, stream, seen) in &mut streams {
+        while !has_all(seen) {
+            let chunk = stream.next_chunk(WAIT).await;
+            let chunk = chunk.unwrap_or_else(|| panic!("{transport} ended before: {seen:?}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    for (transport, poll) in &polls {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut seen = String::new();
+        while !has_all(&seen) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{transport}: {seen:?}"
+            );
+            seen.push_str(&poll.clone().send(chat.addr).await.text().await);
+        }
+    }
 
     let samples = scrape(&chat).await;
     for (protocol, transport) in [
@@ -94,6 +138,11 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
         ("native", "streaming"),
         ("native", "polling"),
         ("sockjs", "websocket"),
+        ("sockjs", "xhr-streaming"),
+        ("sockjs", "eventsource"),
+        ("sockjs", "htmlfile"),
+        ("sockjs", "xhr-polling"),
+        ("sockjs", "jsonp-polling"),
         ("raw", "websocket"),
     ] {
         let delivered = sample(
@@ -110,7 +159,7 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
         );
         assert!(bytes > 0.0, "{protocol}/{transport}: {bytes} bytes");
         // A poll is a connection only while it waits; the others hold theirs.
-        if transport != "polling" {
+        if !transport.ends_with("polling") {
             let open = sample(&samples, &of("tidings_connections", protocol, transport));
             assert_eq!(open, 1.0, "{protocol}/{transport} connections");
         }
@@ -123,12 +172,13 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
     );
     assert!(appends >= MESSAGES as f64, "{appends} appends timed");
     assert!(samples.contains_key(r#"tidings_store_seconds_count{operation="read"}"#));
-    assert!(sample(&samples, "tidings_sessions_opened_total") >= 6.0);
+    assert!(sample(&samples, "tidings_sessions_opened_total") >= 11.0);
 
     // Once every client has gone, no connection is counted and the closes are.
     drop(natives);
     drop(sockjs);
     drop(raw);
+    drop(streams);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let samples = scrape(&chat).await;
