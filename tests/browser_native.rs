@@ -351,6 +351,21 @@ async fn behind_proxy(
         case.fail("p1", "the connection closed or reported a gap".into())
             .await;
     }
+    // The page told the node which transport it gave up (`fb=`), and the node counted it.
+    let from_websocket: f64 = (case.chat.scrape().await)
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with(r#"tidings_transport_fallbacks_total{from="websocket""#)
+        })
+        .map(|(_, count)| count)
+        .sum();
+    // Behind an idle timeout the WebSocket may or may not be given up: that case is not checked.
+    let gave_up = !ends_on.contains(&"websocket");
+    let checked = gave_up || mode == Mode::Pass;
+    if checked && gave_up != (from_websocket >= 1.0) {
+        let why = format!("{from_websocket} fallbacks from websocket counted");
+        case.fail("p1", why).await;
+    }
     if matches!(publish, Publish::Bursts(_)) && drops(&mut case.browser, "p1").await == 0 {
         let why = "the proxy never cut the connection (no reconnect seen)".into();
         case.fail("p1", why).await;

@@ -9,24 +9,11 @@ use futures::StreamExt;
 use tidings_client::{Client, Event, Transport};
 use tidings_tests::example::Chat;
 use tidings_tests::http::Request;
+use tidings_tests::proxy::{Mode, Proxy};
 use tidings_tests::{connect, next_text};
 
 const WAIT: Duration = Duration::from_secs(10);
 const MESSAGES: usize = 5;
-
-/// The samples of a Prometheus text page: `name{labels}` → value.
-async fn scrape(chat: &Chat) -> BTreeMap<String, f64> {
-    let mut response = Request::get("/metrics").send(chat.addr).await;
-    assert_eq!(response.status(), 200);
-    let page = response.text().await;
-    page.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("`series value`");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
-}
 
 fn sample(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
     samples.get(series).copied().unwrap_or_else(|| {
@@ -131,7 +118,7 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
         }
     }
 
-    let samples = scrape(&chat).await;
+    let samples = chat.scrape().await;
     for (protocol, transport) in [
         ("native", "websocket"),
         ("native", "sse"),
@@ -181,7 +168,7 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
     drop(streams);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let samples = scrape(&chat).await;
+        let samples = chat.scrape().await;
         let open: f64 = samples
             .iter()
             .filter(|(series, _)| series.starts_with("tidings_connections{"))
@@ -201,4 +188,35 @@ async fn the_chat_example_exports_its_connections_and_deliveries() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A native client that gives up a transport says so on the next one's request (`fb=`), and
+/// the node counts it: behind a proxy refusing WebSocket upgrades, the Rust client falls back
+/// to SSE, which `tidings_transport_fallbacks_total{from="websocket",to="sse"}` shows.
+#[tokio::test]
+async fn a_fallback_the_client_reports_is_counted() {
+    let chat = Chat::start(1000).await;
+    let proxy = Proxy::start(chat.addr, Mode::BlockUpgrade).await;
+    let mut connection = Client::builder(&format!("http://{}/rt", proxy.addr))
+        .transports(&[Transport::WebSocket, Transport::Sse])
+        .connect()
+        .expect("connect");
+    let opened = tokio::time::timeout(WAIT, connection.next()).await;
+    assert!(
+        matches!(
+            opened,
+            Ok(Some(Ok(Event::Open {
+                transport: Transport::Sse
+            })))
+        ),
+        "{opened:?}"
+    );
+    let samples = chat.scrape().await;
+    let series = r#"tidings_transport_fallbacks_total{from="websocket",to="sse"}"#;
+    assert_eq!(sample(&samples, series), 1.0);
+    let fallbacks = samples
+        .keys()
+        .filter(|series| series.starts_with("tidings_transport_fallbacks_total"))
+        .count();
+    assert_eq!(fallbacks, 1, "only that one: {samples:#?}");
 }

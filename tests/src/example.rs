@@ -1,7 +1,7 @@
 //! The programs of `examples/`, built by the cargo that built the tests (same target directory,
 //! same profile) and run as child processes whose output the tests read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -151,5 +151,19 @@ impl Chat {
     /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The samples of its `GET /metrics` (Prometheus text): `name{labels}` → value.
+    pub async fn scrape(&self) -> BTreeMap<String, f64> {
+        let mut response = crate::http::Request::get("/metrics").send(self.addr).await;
+        assert_eq!(response.status(), 200);
+        let page = response.text().await;
+        page.lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("`series value`");
+                (series.to_owned(), value.parse().expect("a number"))
+            })
+            .collect()
     }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Driver {
     /// Transports that did not open, and since when the client is on a worse one.
     failed: HashSet<Transport>,
     fell_back: Option<Instant>,
+    /// The transport last given up, told to the server (`fb=`) by the next connection.
+    gave_up: Option<Transport>,
     /// The transport that opened last.
     current: Option<Transport>,
     /// Failures in a row, for the backoff.
@@ -101,6 +103,7 @@ impl Driver {
             poll_timeout: DEFAULT_HEARTBEAT,
             failed: HashSet::new(),
             fell_back: None,
+            gave_up: None,
             current: None,
             attempt: 0,
             options,
@@ -158,6 +161,7 @@ impl Driver {
                     if step_down {
                         self.failed.insert(transport);
                         self.fell_back.get_or_insert_with(Instant::now);
+                        self.gave_up = Some(transport);
                     }
                     self.back_off().await;
                 }
@@ -255,6 +259,7 @@ impl Driver {
             query: &self.query,
             token: &token,
             pos: self.pos.as_deref(),
+            gave_up: self.gave_up.take().filter(|&t| t != transport),
         };
         let started = Instant::now();
         // A poll may wait `poll_timeout` before it answers at all.

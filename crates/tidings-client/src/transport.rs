@@ -95,6 +95,8 @@ pub(crate) struct Target<'a> {
     pub(crate) query: &'a str,
     pub(crate) token: &'a str,
     pub(crate) pos: Option<&'a str>,
+    /// The transport given up for this one, if any: the server counts fallbacks by it.
+    pub(crate) gave_up: Option<Transport>,
 }
 
 impl Target<'_> {
@@ -106,6 +108,9 @@ impl Target<'_> {
             pairs.append_pair("token", self.token);
             if let Some(pos) = self.pos {
                 pairs.append_pair("pos", pos);
+            }
+            if let Some(gave_up) = self.gave_up {
+                pairs.append_pair("fb", gave_up.name());
             }
         }
         if transport == Transport::WebSocket {

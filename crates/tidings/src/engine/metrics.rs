@@ -29,6 +29,9 @@ pub(crate) const PUBLISHED: &str = "tidings_messages_published_total";
 /// Native connections (WebSocket, SSE, streaming: not polls, which always carry one) that
 /// resumed a session from a client's position (counter).
 pub(crate) const RESUMED: &str = "tidings_resumes_total";
+/// Native connections that came after their client gave up a better transport, as the client
+/// says (`fb=`) (counter; `from`, `to`).
+pub(crate) const FALLBACKS: &str = "tidings_transport_fallbacks_total";
 /// How long store operations took, in seconds (histogram; `operation`: the `Store` method).
 pub(crate) const STORE_SECONDS: &str = "tidings_store_seconds";
 /// Store operations that failed (counter).
@@ -96,6 +99,11 @@ pub(crate) fn published(messages: usize) {
 /// A native connection resumed a session from its client's position.
 pub(crate) fn resumed() {
     counter!(RESUMED).increment(1);
+}
+
+/// A native client gave up transport `from` and came on `to`.
+pub(crate) fn fell_back(from: &'static str, to: &'static str) {
+    counter!(FALLBACKS, "from" => from, "to" => to).increment(1);
 }
 
 /// A store operation failed.

@@ -213,16 +213,26 @@ async fn resolve(routes: &Routes, parts: &Parts) -> Result<ChannelState, Respons
     Ok(state)
 }
 
+/// The transports a native client can say it gave up (`fb=`), as metric labels.
+const TRANSPORTS: [&str; 4] = ["websocket", "sse", "streaming", "polling"];
+
 /// Takes over the session for a new transport connection `transport`, from the client's
-/// position `pos`.
+/// position `pos`; `parts` may say the client gave up another transport for it.
 async fn take_over(
     routes: &Routes,
     mut state: ChannelState,
+    parts: &Parts,
     pos: Option<&str>,
     transport: &'static str,
 ) -> Result<(Attachment, Native), Response> {
     native::resume_at(&mut state, pos.unwrap_or_default())
         .map_err(|_| Failure::bad_request("malformed position").into_response())?;
+    // Only the four names count, so a client cannot make label values up.
+    if let Some(gave_up) = query(parts, "fb")
+        && let Some(&from) = TRANSPORTS.iter().find(|&&t| t == gave_up && t != transport)
+    {
+        crate::engine::metrics::fell_back(from, transport);
+    }
     // A poll always comes back with its position: that is how polling goes on, not a resume.
     if pos.is_some() && transport != "polling" {
         crate::engine::metrics::resumed();
@@ -355,11 +365,11 @@ async fn ws(State(routes): State<Arc<Routes>>, request: Request) -> Response {
         return upgrade.on_upgrade(move |socket| websocket::refuse(socket, protocol, closed));
     }
     let pos = query(&parts, "pos");
-    let (attachment, protocol) = match take_over(&routes, state, pos.as_deref(), "websocket").await
-    {
-        Ok(taken) => taken,
-        Err(response) => return response,
-    };
+    let (attachment, protocol) =
+        match take_over(&routes, state, &parts, pos.as_deref(), "websocket").await {
+            Ok(taken) => taken,
+            Err(response) => return response,
+        };
     let held = Box::new((attachment, protocol));
     upgrade.on_upgrade(move |socket| websocket::serve(socket, held, false))
 }
@@ -430,7 +440,7 @@ async fn receive(
         None => Start::Unplaced,
         Some(_) => Start::Resumed,
     };
-    let (attachment, protocol) = take_over(routes, state, pos.as_deref(), transport).await?;
+    let (attachment, protocol) = take_over(routes, state, parts, pos.as_deref(), transport).await?;
     Ok(receive::respond(
         attachment,
         protocol,

@@ -191,6 +191,8 @@ export class Connection extends EventTarget {
   #attempt = null;
   /** @type {Map<TransportName, number>} when each transport last failed */
   #failed = new Map();
+  /** @type {TransportName | null} the transport last given up, told (`fb=`) to the next one */
+  #gaveUp = null;
   /** @type {Map<TransportName, number>} consecutive short-lived connections */
   #flaps = new Map();
   /** Backoff steps taken since a transport last opened. */
@@ -511,6 +513,7 @@ export class Connection extends EventTarget {
       return this.#waitOnline(() => this.#start(a.name));
     }
     this.#failed.set(a.name, Date.now());
+    this.#gaveUp = a.name;
     this.#flaps.delete(a.name);
     this.#stopAttempt();
     this.#connect();
@@ -587,7 +590,10 @@ export class Connection extends EventTarget {
       streaming: '/native/stream',
       polling: '/native/poll',
     };
-    const url = this.#base + this.#path(paths[a.name], true);
+    let url = this.#base + this.#path(paths[a.name], true);
+    // The server counts fallbacks (tidings_transport_fallbacks_total) by what its clients say.
+    if (this.#gaveUp !== null && this.#gaveUp !== a.name) url += `&fb=${this.#gaveUp}`;
+    this.#gaveUp = null;
     /** @type {Handle} */
     let h;
     const sink = {
