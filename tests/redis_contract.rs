@@ -176,6 +176,16 @@ async fn a_shard_down_stops_only_its_own_topics_wake_ups() {
         .unwrap();
 
     tokio::task::block_in_place(|| cluster.restart_node(0));
+    // Node A's first command to shard 0 may meet its broken connection (and is not sent again:
+    // it might have run); reads, which may be repeated, tell when it is back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.read(&down, down_start, 1).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A reaches shard 0 again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     a.append(&down, message("after"), Retention::default())
         .await
         .unwrap();
