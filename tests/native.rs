@@ -313,6 +313,49 @@ async fn websocket_carries_frames_and_a_leaving_client_can_resume() {
     assert_eq!(texts, numbers(0..3));
 }
 
+/// A session whose client left lives `resume` in the store; a connection that takes it back
+/// renews it at once when that is shorter than a heartbeat, so it stays open (here `resume`
+/// 300 ms, heartbeat 1 s: renewed only at the first heartbeat, the sweeper would end it, 3002).
+#[tokio::test]
+async fn a_session_resumed_with_a_short_resume_stays_open_past_it() {
+    let tidings = tidings_tests::users_from_query(tidings_tests::builder())
+        .heartbeat(Duration::from_secs(1))
+        .resume(Duration::from_millis(300))
+        .disconnect_delay(Duration::from_millis(100))
+        .on_message(|channel, text| async move {
+            channel.send(text).await.expect("echo");
+        })
+        .build();
+    let server = start(&tidings).await;
+    let token = negotiate(&server, "").await;
+    let url = server.ws_url(&format!("/rt/native/ws?v=2&token={token}"));
+    let mut first = connect(&url).await;
+    assert_eq!(next_json(&mut first).await["type"], "open");
+    // Leaving for another connection: a code of the client's own, not an end of the session.
+    first
+        .close(Some(CloseFrame {
+            code: WsCode::Library(4001),
+            reason: "switching".into(),
+        }))
+        .await
+        .expect("close");
+    // The server has seen it leave (and given the session `resume` to live).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = connect(&url).await;
+    assert_eq!(next_json(&mut second).await["type"], "open");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    second
+        .send(Message::text("still here"))
+        .await
+        .expect("send");
+    let echoed = next_json(&mut second).await;
+    assert_eq!(
+        (echoed["type"].as_str(), echoed["data"].clone()),
+        (Some("messages"), serde_json::json!(["still here"])),
+        "{echoed}"
+    );
+}
+
 async fn next_json(ws: &mut tidings_tests::Ws) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(5), ws.next())

@@ -63,8 +63,8 @@ pub(crate) struct Attachment {
     /// only record the time, and the timer moves itself forward when it fires early.
     timer: Pin<Box<Sleep>>,
     /// When the last renewal started; `None` before the first, which comes at the first
-    /// heartbeat (the channel may have been left with a shorter time to live, a native
-    /// session's `resume`).
+    /// heartbeat, or at once for a native session whose `resume` is shorter than its time to
+    /// live.
     renewed: Option<Instant>,
     /// The renewal of the channel (and lock) in the store under way, if any. Kept here, not in
     /// a spawned task, so that a renewal never reaches the store after the connection let go
@@ -78,17 +78,24 @@ pub(crate) struct Attachment {
 
 impl Attachment {
     pub(crate) fn new(session: Session, reader: Reader, holding: Holding) -> Self {
-        let heartbeat = session.engine.config.heartbeat;
+        let engine = &session.engine;
+        let heartbeat = engine.config.heartbeat;
         let now = Instant::now();
-        let shutdown = session.engine.shutdown.enter();
+        let shutdown = engine.shutdown.enter();
+        // A native session its client left lives for `resume` in the store: when that is
+        // shorter than its time to live, the first heartbeat's renewal could come too late.
+        let renew_now =
+            matches!(holding, Holding::Resumable) && engine.config.resume < engine.session_ttl();
+        let renewal: Option<BoxFuture<'static, ()>> =
+            renew_now.then(|| Box::pin(renew(session.clone(), None)) as _);
         Attachment {
             session,
             reader,
             holding,
             last_write: now,
             timer: Box::pin(sleep_until(now + heartbeat)),
-            renewed: None,
-            renewal: None,
+            renewed: renew_now.then_some(now),
+            renewal,
             attached: true,
             shutdown,
         }
