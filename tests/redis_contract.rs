@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use tidings::Payload;
+use tidings::{Cursor, Payload};
 use tidings_redis::{Options, RedisStore};
 use tidings_store::{Record, Retention, Store, Topic, contract};
 use tidings_tests::redis::{RedisCluster, RedisServer};
+use tokio::sync::watch;
 
 /// A store on `server` under a prefix of its own, so checks sharing the server do not see each
 /// other's channels.
@@ -94,6 +95,25 @@ async fn one_services_topics_spread_over_the_shards() {
     );
 }
 
+/// Appends `record` to `topic` through `on`, then waits up to `secs` seconds for `head`
+/// (another node's watch of the topic) to move; panics saying `what` did not happen.
+async fn append_seen(
+    on: &RedisStore,
+    topic: &Topic,
+    record: Record,
+    head: &mut watch::Receiver<Cursor>,
+    secs: u64,
+    what: &str,
+) {
+    on.append(topic, record, Retention::default())
+        .await
+        .expect("the append is stored");
+    tokio::time::timeout(Duration::from_secs(secs), head.changed())
+        .await
+        .unwrap_or_else(|_| panic!("{what} within {secs} s"))
+        .expect("node B's store lives");
+}
+
 /// A topic whose slot moves to another shard (as resharding does) still wakes a watcher on
 /// another node, and loses nothing: Redis drops the subscribers of a moved slot's shard
 /// channel, and the store subscribes again on the new shard.
@@ -111,14 +131,8 @@ async fn a_topic_whose_slot_moves_keeps_waking_its_watchers() {
     let mut sent = Vec::new();
     let mut publish = async |text: String| {
         let record = Record::Message(Payload::new(text));
-        a.append(&topic, record.clone(), Retention::default())
-            .await
-            .unwrap();
-        sent.push(record);
-        tokio::time::timeout(Duration::from_secs(5), head.changed())
-            .await
-            .expect("node B woken within 5 s")
-            .unwrap();
+        sent.push(record.clone());
+        append_seen(&a, &topic, record, &mut head, 5, "node B woken").await;
     };
     publish("before".to_owned()).await;
     let stream = cluster.keys_per_node("{moving:*}t:room").concat();
@@ -167,13 +181,9 @@ async fn a_shard_down_stops_only_its_own_topics_wake_ups() {
     tokio::task::block_in_place(|| cluster.stop_node(0));
     // Node B has seen its connection to shard 0 go, and tries it again meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    a.append(&up, message("while shard 0 is down"), Retention::default())
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), up_head.changed())
-        .await
-        .expect("node B woken for shard 1's topic while shard 0 is down")
-        .unwrap();
+    let record = message("while shard 0 is down");
+    let what = "node B woken for shard 1's topic while shard 0 is down";
+    append_seen(&a, &up, record, &mut up_head, 5, what).await;
 
     tokio::task::block_in_place(|| cluster.restart_node(0));
     // Node A's first command to shard 0 may meet its broken connection (and is not sent again:
@@ -186,13 +196,8 @@ async fn a_shard_down_stops_only_its_own_topics_wake_ups() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    a.append(&down, message("after"), Retention::default())
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), down_head.changed())
-        .await
-        .expect("node B woken for shard 0's topic once it is back")
-        .unwrap();
+    let what = "node B woken for shard 0's topic once it is back";
+    append_seen(&a, &down, message("after"), &mut down_head, 10, what).await;
     for (topic, start, last) in [
         (&up, up_start, "while shard 0 is down"),
         (&down, down_start, "after"),

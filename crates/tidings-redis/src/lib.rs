@@ -242,12 +242,8 @@ impl RedisStore {
     /// reconnects by itself.
     pub async fn connect_with(url: &str, options: Options) -> Result<RedisStore, StoreError> {
         let info = url.into_connection_info().map_err(unavailable)?;
-        let settings = info.redis_settings().clone();
         let commands = Client::open(info.clone()).map_err(unavailable)?;
-        // Pushed pub/sub messages need RESP3 on the listening connection.
-        let pushes =
-            Client::open(info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3)))
-                .map_err(unavailable)?;
+        let pushes = Client::open(resp3(info)).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
             .set_response_timeout(Some(options.timeout))
@@ -996,6 +992,12 @@ async fn within<T>(
             "Redis did not answer within {timeout:?}"
         ))),
     }
+}
+
+/// `info` for a listening connection: pushed pub/sub messages need RESP3.
+fn resp3(info: redis::ConnectionInfo) -> redis::ConnectionInfo {
+    let settings = info.redis_settings().clone();
+    info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3))
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {

@@ -21,14 +21,13 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo,
-    PushKind, Value,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, PushInfo, PushKind, Value,
 };
 use tidings_store::StoreError;
 use tokio::sync::mpsc;
 
 use super::heads::Heads;
-use super::{Redis, refresh, unavailable, within};
+use super::{Redis, refresh, resp3, unavailable, within};
 
 /// How often the slots are asked again and each connection pinged, to notice a change Redis
 /// does not push (a failover) or a node gone quiet.
@@ -127,11 +126,12 @@ impl Shards {
 
     /// Takes in a push of the connection made under `made`.
     fn pushed(&self, subscriptions: &mut Subscriptions, made: u64, push: PushInfo, heads: &Heads) {
-        let node = subscriptions
-            .nodes
-            .iter()
-            .find(|(_, (number, _))| *number == made)
-            .map(|(node, _)| node.clone());
+        // Which node pushed matters only for a loss, not for the announcements.
+        let node = |subscriptions: &Subscriptions| {
+            (subscriptions.nodes.iter())
+                .find(|(_, (number, _))| *number == made)
+                .map(|(node, _)| node.clone())
+        };
         match push.kind {
             PushKind::SMessage => {
                 if let [_, Value::BulkString(payload)] = push.data.as_slice() {
@@ -143,7 +143,7 @@ impl Shards {
                     Some(Value::BulkString(channel)) => self.redis.layout.group_of_heads(channel),
                     _ => None,
                 };
-                if let (Some(group), Some(node)) = (group, node)
+                if let (Some(group), Some(node)) = (group, node(subscriptions))
                     && subscriptions.at[group].as_ref() == Some(&node)
                 {
                     tracing::info!(group, "Redis moved a slot; subscribing again");
@@ -151,7 +151,7 @@ impl Shards {
                 }
             }
             PushKind::Disconnection => {
-                if let Some(node) = node {
+                if let Some(node) = node(subscriptions) {
                     tracing::warn!(?node, "lost a Redis Cluster subscription; reconnecting");
                     drop_node(subscriptions, &node);
                 }
@@ -326,13 +326,8 @@ impl Shards {
             },
             _ => ConnectionAddr::Tcp(host.clone(), *port),
         };
-        let settings = self.settings.redis_settings().clone();
-        let info = self
-            .settings
-            .clone()
-            .set_addr(addr)
-            .set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
-        let client = Client::open(info).map_err(unavailable)?;
+        let client =
+            Client::open(resp3(self.settings.clone().set_addr(addr))).map_err(unavailable)?;
         let config = AsyncConnectionConfig::new()
             .set_push_sender(move |push: PushInfo| pushes.send((made, push)))
             .set_connection_timeout(Some(self.timeout))
